@@ -1,0 +1,113 @@
+"""Settings: explicit argument, then ``OTEL_MLMON_*`` variable, then default."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+from otel_mlmon import environment_variables as env
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_OPERATIONS = (
+    "predict",
+    "predict_proba",
+    "predict_log_proba",
+    "decision_function",
+    "score_samples",
+)
+OPTIONAL_OPERATIONS = ("transform",)
+KNOWN_OPERATIONS = DEFAULT_OPERATIONS + OPTIONAL_OPERATIONS
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _parse_operations(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    ops = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    unknown = [op for op in ops if op not in KNOWN_OPERATIONS]
+    if unknown or not ops:
+        raise ValueError(f"operations must be a non-empty subset of {KNOWN_OPERATIONS}, got {value!r}")
+    return ops
+
+
+def _int_at_least(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected an integer >= {minimum}, got {value!r}")
+        number = int(value)
+        if number < minimum or (isinstance(value, float) and value != number):
+            raise ValueError(f"expected an integer >= {minimum}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _parse_bool(value)
+    raise ValueError(f"expected a bool, got {value!r}")
+
+
+# name -> (environment variable, parser, default)
+_SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
+    "operations": (env.OTEL_MLMON_OPERATIONS, _parse_operations, DEFAULT_OPERATIONS),
+    "detail_spans": (env.OTEL_MLMON_DETAIL_SPANS, _bool, False),
+    "capture_exception_message": (env.OTEL_MLMON_CAPTURE_EXCEPTION_MESSAGE, _bool, False),
+    "max_models": (env.OTEL_MLMON_MAX_MODELS, _int_at_least(1), 100),
+    "max_class_labels": (env.OTEL_MLMON_MAX_CLASS_LABELS, _int_at_least(1), 32),
+    "output_sample_size": (env.OTEL_MLMON_OUTPUT_SAMPLE_SIZE, _int_at_least(0), 256),
+    "queue_size": (env.OTEL_MLMON_QUEUE_SIZE, _int_at_least(16), 65536),
+    "flush_interval_ms": (env.OTEL_MLMON_FLUSH_INTERVAL, _int_at_least(1), 1000),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    operations: tuple[str, ...] = DEFAULT_OPERATIONS
+    detail_spans: bool = False
+    capture_exception_message: bool = False
+    max_models: int = 100
+    max_class_labels: int = 32
+    output_sample_size: int = 256
+    queue_size: int = 65536
+    flush_interval_ms: int = 1000
+
+    @classmethod
+    def resolve(cls, kwargs: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from ``instrument()`` keyword arguments and the environment.
+
+        Unknown keyword arguments are ignored (``BaseInstrumentor`` passes its own, such as
+        ``tracer_provider``); a bad value of a known one raises ``ValueError``.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            var, parse, default = _SPEC[field.name]
+            if kwargs.get(field.name) is not None:
+                try:
+                    values[field.name] = parse(kwargs[field.name])
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"invalid {field.name}: {exc}") from None
+                continue
+            raw = environ.get(var)
+            if raw is None or raw.strip() == "":
+                values[field.name] = default
+                continue
+            try:
+                values[field.name] = parse(raw)
+            except (TypeError, ValueError) as exc:
+                _logger.warning("Ignoring invalid %s=%r (%s); using default %r", var, raw, exc, default)
+                values[field.name] = default
+        return cls(**values)

@@ -1,0 +1,301 @@
+"""Turns per-call records into OpenTelemetry metrics, off the model call's hot path.
+
+The call appends one small tuple to a bounded ``deque`` (tens of nanoseconds, never blocks; a
+full queue drops the record and counts it). A daemon worker drains the queue every flush
+interval, aggregates per model (row sums, class counts, sampled output values) and records into
+the OpenTelemetry instruments. Every metric collection drains the queue too, from the callback
+of the ``ml.monitor.queue.size`` observable instrument, so that exports are never behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections import deque
+from typing import Any, Iterable
+
+import numpy as np
+from opentelemetry.context import attach, detach, set_value
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from otel_mlmon import semconv
+from otel_mlmon._internal.config import Settings
+from otel_mlmon._internal.state import OUT_LABELS, OUT_PROBA, OUT_VALUES, MetricKey
+
+_logger = logging.getLogger("otel_mlmon")
+
+# Outputs up to this many elements are copied at call time (about a microsecond), so that
+# changing the returned array in place afterwards cannot alter the statistics. Larger outputs
+# are read by reference when the worker drains, within the flush interval.
+COPY_LIMIT = 65536
+
+# record = (key, duration_s, rows, error_type, output)
+Record = tuple
+
+
+def error_type_of(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+class _Aggregate:
+    __slots__ = ("durations", "failures", "sizes", "rows", "outputs")
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self.failures: list[tuple[float, str]] = []
+        self.sizes: list[int] = []
+        self.rows = 0
+        self.outputs: list[Any] = []
+
+
+class Recorder:
+    """Bounded queue plus worker; one per instrumentor, shared by every model it wraps."""
+
+    def __init__(self, meter: Meter, settings: Settings) -> None:
+        self._settings = settings
+        self._capacity = settings.queue_size
+        self._wake_at = max(1, settings.queue_size // 4)
+        self._interval = settings.flush_interval_ms / 1000.0
+        self._queue: deque[Record] = deque()
+        self._rng = np.random.default_rng(0x6D6C6D6F6E)
+        self._metric_attrs: dict[MetricKey, dict[str, Any]] = {}
+        self._models: set[tuple[str, str | None]] = set()
+        self._labels: dict[MetricKey, set[str]] = {}
+        self._logged: set[tuple[str, str]] = set()
+        self._stopped = False
+        self._init_sync()
+        self._create_instruments(meter)
+        self._start_worker()
+        # A forked child (gunicorn, multiprocessing) gets fresh locks, queue and worker.
+        ref = weakref.ref(self)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=lambda: (r := ref()) is not None and r._after_fork())
+
+    # ------------------------------------------------------------------ set-up
+    def _init_sync(self) -> None:
+        self._lock = threading.Lock()  # guards drains and the cardinality sets
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    def _create_instruments(self, meter: Meter) -> None:
+        s = semconv
+        self._duration = meter.create_histogram(
+            s.INFERENCE_DURATION.name, unit=s.INFERENCE_DURATION.unit,
+            description=s.INFERENCE_DURATION.description,
+            explicit_bucket_boundaries_advisory=list(s.DURATION_BUCKETS),
+        )  # fmt: skip
+        self._rows = meter.create_counter(
+            s.INFERENCE_ROW_COUNT.name, unit=s.INFERENCE_ROW_COUNT.unit,
+            description=s.INFERENCE_ROW_COUNT.description,
+        )  # fmt: skip
+        self._batch = meter.create_histogram(
+            s.INFERENCE_BATCH_SIZE.name, unit=s.INFERENCE_BATCH_SIZE.unit,
+            description=s.INFERENCE_BATCH_SIZE.description,
+            explicit_bucket_boundaries_advisory=list(s.BATCH_SIZE_BUCKETS),
+        )  # fmt: skip
+        self._classes = meter.create_counter(
+            s.PREDICTION_CLASS_COUNT.name, unit=s.PREDICTION_CLASS_COUNT.unit,
+            description=s.PREDICTION_CLASS_COUNT.description,
+        )  # fmt: skip
+        self._values = meter.create_histogram(
+            s.PREDICTION_VALUE.name, unit=s.PREDICTION_VALUE.unit,
+            description=s.PREDICTION_VALUE.description,
+        )  # fmt: skip
+        self._proba = meter.create_histogram(
+            s.PREDICTION_PROBABILITY.name, unit=s.PREDICTION_PROBABILITY.unit,
+            description=s.PREDICTION_PROBABILITY.description,
+            explicit_bucket_boundaries_advisory=list(s.PROBABILITY_BUCKETS),
+        )  # fmt: skip
+        self._errors = meter.create_counter(
+            s.MONITOR_ERROR_COUNT.name, unit=s.MONITOR_ERROR_COUNT.unit,
+            description=s.MONITOR_ERROR_COUNT.description,
+        )  # fmt: skip
+        self._dropped = meter.create_counter(
+            s.MONITOR_DROPPED_COUNT.name, unit=s.MONITOR_DROPPED_COUNT.unit,
+            description=s.MONITOR_DROPPED_COUNT.description,
+        )  # fmt: skip
+        ref = weakref.ref(self)
+
+        def observe_queue(options: CallbackOptions) -> Iterable[Observation]:
+            recorder = ref()
+            if recorder is None or recorder._stopped:
+                return []
+            recorder.flush()
+            return [Observation(len(recorder._queue))]
+
+        meter.create_observable_up_down_counter(
+            s.MONITOR_QUEUE_SIZE.name, callbacks=[observe_queue], unit=s.MONITOR_QUEUE_SIZE.unit,
+            description=s.MONITOR_QUEUE_SIZE.description,
+        )  # fmt: skip
+
+    def _start_worker(self) -> None:
+        worker = threading.Thread(target=self._run, name="otel-mlmon-recorder", daemon=True)
+        self._worker = worker
+        worker.start()
+
+    def _after_fork(self) -> None:
+        self._queue = deque()
+        self._init_sync()
+        if not self._stopped:
+            self._start_worker()
+
+    # ------------------------------------------------------------------ hot path
+    def submit(self, record: Record) -> None:
+        """Queue one call's record; O(1), never blocks, never raises on a full queue."""
+        queue = self._queue
+        if len(queue) >= self._capacity:
+            self._dropped.add(1)
+            return
+        queue.append(record)
+        if len(queue) >= self._wake_at:
+            self._wake.set()
+
+    def internal_error(self, stage: str, exc: BaseException) -> None:
+        """Count an internal failure; log it once per stage and exception type. Never raises."""
+        try:
+            etype = error_type_of(exc)
+            self._errors.add(1, {semconv.ML_MONITOR_STAGE: stage, semconv.ERROR_TYPE: etype})
+            if (stage, etype) not in self._logged and len(self._logged) < 1000:
+                self._logged.add((stage, etype))
+                _logger.warning("otel-mlmon internal error in %s (logged once, counted in %s)",
+                                stage, semconv.MONITOR_ERROR_COUNT.name, exc_info=exc)  # fmt: skip
+        except Exception:  # noqa: BLE001, S110 - the last line of defence must not raise
+            pass
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if not self._stopped:
+                self.flush()
+
+    def flush(self) -> bool:
+        """Drain the queue into the instruments now. Thread-safe; never raises."""
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            with self._lock:
+                queue = self._queue
+                records = []
+                pop = queue.popleft
+                try:
+                    while True:
+                        records.append(pop())
+                except IndexError:
+                    pass
+                if records:
+                    self._record(records)
+            return True
+        except Exception as exc:  # noqa: BLE001
+            self.internal_error("flush", exc)
+            return False
+        finally:
+            detach(token)
+
+    def shutdown(self, timeout_millis: float = 30_000) -> bool:
+        """Stop the worker and flush what is queued; idempotent."""
+        if self._stopped:
+            return True
+        self._stopped = True
+        self._wake.set()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout_millis / 1000.0)
+        return self.flush()
+
+    # ------------------------------------------------------------------ aggregation
+    def _attrs(self, key: MetricKey) -> dict[str, Any]:
+        attrs = self._metric_attrs.get(key)
+        if attrs is None:
+            model = (key.name, key.version)
+            if model not in self._models and len(self._models) >= self._settings.max_models:
+                model = (semconv.OTHER, None)
+            else:
+                self._models.add(model)
+            attrs = {semconv.ML_MODEL_NAME: model[0], semconv.ML_FRAMEWORK: key.framework,
+                     semconv.ML_OPERATION: key.operation}  # fmt: skip
+            if model[1] is not None:
+                attrs[semconv.ML_MODEL_VERSION] = model[1]
+            self._metric_attrs[key] = attrs
+        return attrs
+
+    def _record(self, records: list[Record]) -> None:
+        groups: dict[MetricKey, _Aggregate] = {}
+        for key, duration, rows, error, output in records:
+            agg = groups.get(key)
+            if agg is None:
+                agg = groups[key] = _Aggregate()
+            if error is None:
+                agg.durations.append(duration)
+                if rows is not None:
+                    agg.sizes.append(rows)
+                    agg.rows += rows
+                if output is not None:
+                    agg.outputs.append(output)
+            else:
+                agg.failures.append((duration, error))
+        for key, agg in groups.items():
+            attrs = self._attrs(key)
+            record_duration = self._duration.record
+            for duration in agg.durations:
+                record_duration(duration, attrs)
+            for duration, error in agg.failures:
+                record_duration(duration, {**attrs, semconv.ERROR_TYPE: error})
+            if agg.rows:
+                self._rows.add(agg.rows, attrs)
+            record_size = self._batch.record
+            for size in agg.sizes:
+                record_size(size, attrs)
+            if agg.outputs:
+                try:
+                    self._record_outputs(key, attrs, agg.outputs)
+                except Exception as exc:  # noqa: BLE001 - odd outputs must not stop the rest
+                    self.internal_error("output_statistics", exc)
+
+    def _record_outputs(self, key: MetricKey, attrs: dict[str, Any], outputs: list[Any]) -> None:
+        if key.output == OUT_LABELS:
+            labels = [np.asarray(out) for out in outputs]
+            labels = [a for a in labels if a.ndim == 1]  # multi-output: no class counts
+            if not labels:
+                return
+            values, counts = np.unique(np.concatenate(labels), return_counts=True)
+            seen = self._labels.setdefault(key, set())
+            cap = self._settings.max_class_labels
+            merged: dict[str, int] = {}
+            for value, count in zip(values.tolist(), counts.tolist()):
+                label = str(value)
+                if label not in seen:
+                    if len(seen) >= cap:
+                        label = semconv.OTHER
+                    else:
+                        seen.add(label)
+                merged[label] = merged.get(label, 0) + count
+            for label, count in merged.items():
+                self._classes.add(count, {**attrs, semconv.ML_PREDICTION_CLASS: label})
+            return
+        budget = self._settings.output_sample_size
+        if budget == 0:
+            return
+        if key.output == OUT_PROBA:
+            arrays = [np.asarray(out, dtype=float) for out in outputs]
+            samples = [a.max(axis=1) for a in arrays if a.ndim == 2 and a.shape[1] > 0]
+            histogram = self._proba
+        elif key.output == OUT_VALUES:
+            samples = [np.asarray(out, dtype=float).ravel() for out in outputs]
+            histogram = self._values
+        else:
+            return
+        if not samples:
+            return
+        values = np.concatenate(samples)
+        values = values[np.isfinite(values)]
+        if values.size > budget:
+            values = self._rng.choice(values, size=budget, replace=False)
+        record = histogram.record
+        for value in values.tolist():
+            record(value, attrs)

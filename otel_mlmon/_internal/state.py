@@ -1,0 +1,113 @@
+"""Per-model cached state, so that the per-call hot path does no repeated introspection.
+
+A model's state is computed on its first instrumented call and dropped when the model is
+garbage collected, refitted, or renamed with :func:`otel_mlmon.set_model_info`. The cache is
+keyed by ``id(model)`` and guarded by a weak reference, so it never keeps a model alive and it
+never writes into the model (scikit-learn checks that ``predict`` leaves ``__dict__`` alone).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable, NamedTuple
+
+from otel_mlmon import semconv
+from otel_mlmon.model_info import get_model_info
+
+CLASSIFIER = "classifier"
+REGRESSOR = "regressor"
+
+# What the recorder does with a call's output.
+OUT_LABELS = "labels"  # classifier predict: class counts
+OUT_PROBA = "proba"  # predict_proba: probability of the predicted class
+OUT_VALUES = "values"  # regressor predict: value histogram
+
+
+class MetricKey(NamedTuple):
+    """Identifies one model and operation in the recorder; hashable, cheap to compare."""
+
+    name: str
+    version: str | None
+    framework: str
+    operation: str
+    output: str | None
+
+
+class OpInfo(NamedTuple):
+    span_name: str
+    attributes: dict[str, Any]  # static span attributes; copied per call
+    key: MetricKey
+
+
+class ModelState:
+    __slots__ = ("ref", "name", "version", "class_name", "framework", "kind", "ops")
+
+    def __init__(self, model: Any, framework: str, kind_of: Callable[[Any], str | None]) -> None:
+        info = get_model_info(model)
+        cls = type(model)
+        self.ref: weakref.ref | None = None
+        self.name = info.name or cls.__name__
+        self.version = info.version
+        self.class_name = f"{cls.__module__}.{cls.__qualname__}"
+        self.framework = framework
+        try:
+            self.kind = kind_of(model)
+        except Exception:  # noqa: BLE001 - a model's tag machinery may fail; the kind is optional
+            self.kind = None
+        self.ops: dict[str, OpInfo] = {}
+
+    def op(self, operation: str) -> OpInfo:
+        info = self.ops.get(operation)
+        if info is None:
+            info = self.ops[operation] = self._build(operation)
+        return info
+
+    def _build(self, operation: str) -> OpInfo:
+        attributes: dict[str, Any] = {
+            semconv.ML_MODEL_NAME: self.name,
+            semconv.ML_MODEL_CLASS: self.class_name,
+            semconv.ML_FRAMEWORK: self.framework,
+            semconv.ML_OPERATION: operation,
+        }
+        if self.version is not None:
+            attributes[semconv.ML_MODEL_VERSION] = self.version
+        output = None
+        if operation == "predict_proba":
+            output = OUT_PROBA
+        elif operation == "predict" and self.kind == CLASSIFIER:
+            output = OUT_LABELS
+        elif operation == "predict" and self.kind == REGRESSOR:
+            output = OUT_VALUES
+        key = MetricKey(self.name, self.version, self.framework, operation, output)
+        return OpInfo(f"{operation} {self.name}", attributes, key)
+
+
+_STATES: dict[int, ModelState] = {}
+
+
+def state_of(model: Any, framework: str, kind_of: Callable[[Any], str | None]) -> ModelState:
+    """The cached state of ``model``, built on first use."""
+    state = _STATES.get(id(model))
+    if state is not None and state.ref is not None and state.ref() is model:
+        return state
+    state = ModelState(model, framework, kind_of)
+    key = id(model)
+
+    def _evict(ref: weakref.ref, key: int = key) -> None:
+        current = _STATES.get(key)
+        if current is not None and current.ref is ref:
+            _STATES.pop(key, None)
+
+    try:
+        state.ref = weakref.ref(model, _evict)
+    except TypeError:  # not weak-referenceable (__slots__ without __weakref__): not cached
+        return state
+    _STATES[key] = state
+    return state
+
+
+def forget(model: Any) -> None:
+    """Drop the cached state of ``model`` (after fit or renaming)."""
+    state = _STATES.get(id(model))
+    if state is not None and state.ref is not None and state.ref() is model:
+        _STATES.pop(id(model), None)

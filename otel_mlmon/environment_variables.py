@@ -1,0 +1,75 @@
+"""Every ``OTEL_MLMON_*`` environment variable, defined once.
+
+Precedence everywhere: an explicit argument to ``instrument()``, then the environment variable,
+then the default written here. A malformed environment value logs a warning and falls back to
+the default; a bad explicit argument raises :class:`ValueError`. ``docs/configuration.md`` is
+checked against this module by the test suite.
+"""
+
+OTEL_MLMON_OPERATIONS = "OTEL_MLMON_OPERATIONS"
+"""
+.. envvar:: OTEL_MLMON_OPERATIONS
+
+Comma-separated inference methods that open a span when called at top level.
+Default: ``predict,predict_proba,predict_log_proba,decision_function,score_samples``.
+Add ``transform`` to trace stand-alone transformers too.
+"""
+
+OTEL_MLMON_DETAIL_SPANS = "OTEL_MLMON_DETAIL_SPANS"
+"""
+.. envvar:: OTEL_MLMON_DETAIL_SPANS
+
+``true`` adds child spans for the inner steps of a top-level call (pipeline steps, ensemble
+members, search's best estimator). They carry no metrics. Default: ``false``.
+"""
+
+OTEL_MLMON_CAPTURE_EXCEPTION_MESSAGE = "OTEL_MLMON_CAPTURE_EXCEPTION_MESSAGE"
+"""
+.. envvar:: OTEL_MLMON_CAPTURE_EXCEPTION_MESSAGE
+
+``true`` records the exception message and stack trace on failed spans. Default ``false``:
+messages can quote input values (``could not convert string to float: 'x'``), so only the
+exception type is recorded.
+"""
+
+OTEL_MLMON_MAX_MODELS = "OTEL_MLMON_MAX_MODELS"
+"""
+.. envvar:: OTEL_MLMON_MAX_MODELS
+
+Distinct (model name, version) pairs used as metric attributes; later ones are recorded as
+``_other``. Spans keep the real name. Default: ``100``.
+"""
+
+OTEL_MLMON_MAX_CLASS_LABELS = "OTEL_MLMON_MAX_CLASS_LABELS"
+"""
+.. envvar:: OTEL_MLMON_MAX_CLASS_LABELS
+
+Distinct predicted class labels recorded per model in ``ml.prediction.class.count``; later
+labels are counted as ``_other``. Default: ``32``.
+"""
+
+OTEL_MLMON_OUTPUT_SAMPLE_SIZE = "OTEL_MLMON_OUTPUT_SAMPLE_SIZE"
+"""
+.. envvar:: OTEL_MLMON_OUTPUT_SAMPLE_SIZE
+
+Output values (regressor predictions, predicted-class probabilities) recorded per model and
+operation per flush, drawn uniformly from everything predicted since the last flush.
+``0`` turns the value histograms off. Default: ``256``.
+"""
+
+OTEL_MLMON_QUEUE_SIZE = "OTEL_MLMON_QUEUE_SIZE"
+"""
+.. envvar:: OTEL_MLMON_QUEUE_SIZE
+
+Capacity of the per-call record queue between the model call and the recording worker.
+A full queue drops the record and counts it in ``ml.monitor.dropped.count``; the model call
+never waits. Default: ``65536``.
+"""
+
+OTEL_MLMON_FLUSH_INTERVAL = "OTEL_MLMON_FLUSH_INTERVAL"
+"""
+.. envvar:: OTEL_MLMON_FLUSH_INTERVAL
+
+Milliseconds between two drains of the record queue by the worker. Every metric collection
+drains it as well, so exported metrics are always up to date. Default: ``1000``.
+"""

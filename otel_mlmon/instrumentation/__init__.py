@@ -1,0 +1,1 @@
+"""Framework instrumentors; each module imports its framework only when instrumenting."""

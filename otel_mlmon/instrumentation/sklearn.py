@@ -1,0 +1,200 @@
+"""scikit-learn instrumentation.
+
+Usage::
+
+    from otel_mlmon import SklearnInstrumentor
+    SklearnInstrumentor().instrument(tracer_provider=..., meter_provider=...)
+
+or with no code change: ``opentelemetry-instrument python app.py``.
+
+How it covers every estimator without importing all of scikit-learn: for each class that
+subclasses ``sklearn.base.BaseEstimator`` (those imported so far, found through
+``__subclasses__``, and every later one, through a hook on ``BaseEstimator.__init_subclass__``)
+the inference and training methods are wrapped where they are defined (the class or the mixin
+that owns them in the MRO), once. ``available_if`` descriptors keep their availability check:
+only their inner function is wrapped. If ``sklearn.base`` is not imported yet, the work waits
+for its import (a post-import hook), so ``instrument()`` costs nothing until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import types
+from typing import Any, Collection
+
+import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from otel_mlmon._internal.config import KNOWN_OPERATIONS, Settings
+from otel_mlmon._internal.monitor import Holder, Monitor, inference_wrapper, is_wrapper, training_wrapper
+from otel_mlmon._internal.state import CLASSIFIER, REGRESSOR
+from otel_mlmon.package import _instruments_sklearn
+
+_logger = logging.getLogger(__name__)
+
+TRAINING_METHODS = ("fit", "partial_fit", "fit_transform", "fit_predict")
+FRAMEWORK = "sklearn"
+
+
+def _kind_of(model: Any) -> str | None:
+    from sklearn.base import is_classifier, is_regressor  # noqa: PLC0415 - loaded by then
+
+    if is_classifier(model):
+        return CLASSIFIER
+    if is_regressor(model):
+        return REGRESSOR
+    return None
+
+
+def _subclasses(root: type) -> list[type]:
+    seen: set[type] = set()
+    stack, found = [root], [root]
+    while stack:
+        for sub in type.__subclasses__(stack.pop()):
+            if sub not in seen:
+                seen.add(sub)
+                found.append(sub)
+                stack.append(sub)
+    return found
+
+
+class _Patcher:
+    """Wraps methods in place and remembers exactly what it replaced."""
+
+    def __init__(self, holder: Holder) -> None:
+        self._holder = holder
+        self._lock = threading.RLock()
+        # (owner, attribute, original, wrapper, on_descriptor)
+        self._patches: list[tuple[Any, str, Any, Any, bool]] = []
+        self._base: type | None = None
+        self._had_hook = False
+        self._old_hook: Any = None
+        self.active = False
+
+    def install(self, base_module: Any) -> None:
+        with self._lock:
+            if not self.active or self._base is not None:
+                return
+            base = base_module.BaseEstimator
+            self._base = base
+            for cls in _subclasses(base):
+                self.patch_class(cls)
+            self._had_hook = "__init_subclass__" in base.__dict__
+            self._old_hook = base.__dict__.get("__init_subclass__")
+            patcher = self
+
+            def __init_subclass__(cls, **kwargs):  # noqa: N807
+                if patcher._old_hook is not None:
+                    patcher._old_hook.__get__(None, cls)(**kwargs)
+                else:
+                    super(base, cls).__init_subclass__(**kwargs)
+                try:
+                    patcher.patch_class(cls)
+                except Exception:  # noqa: BLE001 - never break a class definition
+                    _logger.warning("otel-mlmon could not instrument %r", cls, exc_info=True)
+
+            base.__init_subclass__ = classmethod(__init_subclass__)
+
+    def patch_class(self, cls: type) -> None:
+        with self._lock:
+            if not self.active:
+                return
+            for name in KNOWN_OPERATIONS + TRAINING_METHODS:
+                for owner in cls.__mro__:
+                    if name in owner.__dict__:
+                        self._patch(owner, name, owner.__dict__[name])
+                        break
+
+    def _patch(self, owner: type, name: str, raw: Any) -> None:
+        training = name in TRAINING_METHODS
+        if isinstance(raw, types.FunctionType):
+            if is_wrapper(raw):
+                return
+            wrapper = self._wrap(raw, name, training)
+            try:
+                setattr(owner, name, wrapper)
+            except (TypeError, AttributeError):
+                return
+            self._patches.append((owner, name, raw, wrapper, False))
+            return
+        # available_if-style descriptors: wrap the function they hand out, keep their check.
+        inner = getattr(raw, "fn", None)
+        if isinstance(inner, types.FunctionType) and hasattr(type(raw), "__get__"):
+            if is_wrapper(inner):
+                return
+            wrapper = self._wrap(inner, name, training)
+            try:
+                raw.fn = wrapper
+            except (TypeError, AttributeError):
+                return
+            self._patches.append((raw, "fn", inner, wrapper, True))
+
+    def _wrap(self, function: types.FunctionType, name: str, training: bool) -> Any:
+        if training:
+            return training_wrapper(function, self._holder)
+        return inference_wrapper(function, name, self._holder)
+
+    def uninstall(self) -> None:
+        with self._lock:
+            self.active = False
+            for owner, name, original, wrapper, on_descriptor in reversed(self._patches):
+                if on_descriptor:
+                    if getattr(owner, name, None) is wrapper:
+                        setattr(owner, name, original)
+                elif owner.__dict__.get(name) is wrapper:
+                    setattr(owner, name, original)
+                # else: someone wrapped our wrapper since; it stays, as a pass-through.
+            self._patches.clear()
+            base, self._base = self._base, None
+            if base is not None:
+                if self._had_hook:
+                    base.__init_subclass__ = self._old_hook
+                elif "__init_subclass__" in base.__dict__:
+                    del base.__init_subclass__
+
+
+class SklearnInstrumentor(BaseInstrumentor):
+    """Traces and measures inference of every scikit-learn-API estimator.
+
+    Keyword arguments of :meth:`instrument` (each also settable by its ``OTEL_MLMON_*``
+    environment variable, see ``docs/configuration.md``): ``tracer_provider``,
+    ``meter_provider``, ``operations``, ``detail_spans``, ``capture_exception_message``,
+    ``max_models``, ``max_class_labels``, ``output_sample_size``, ``queue_size``,
+    ``flush_interval_ms``.
+    """
+
+    def __init__(self) -> None:
+        if not hasattr(self, "_holder"):
+            self._holder = Holder()
+            self._patcher: _Patcher | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments_sklearn
+
+    def _instrument(self, **kwargs: Any) -> None:
+        settings = Settings.resolve(kwargs)
+        self._holder.monitor = Monitor(
+            FRAMEWORK, settings, _kind_of,
+            tracer_provider=kwargs.get("tracer_provider"), meter_provider=kwargs.get("meter_provider"),
+        )  # fmt: skip
+        patcher = self._patcher = _Patcher(self._holder)
+        patcher.active = True
+        if "sklearn.base" in sys.modules:
+            patcher.install(sys.modules["sklearn.base"])
+        else:
+            wrapt.register_post_import_hook(patcher.install, "sklearn.base")
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        monitor, self._holder.monitor = self._holder.monitor, None
+        if self._patcher is not None:
+            self._patcher.uninstall()
+            self._patcher = None
+        if monitor is not None:
+            monitor.shutdown()
+
+    def force_flush(self, timeout_millis: float = 30_000) -> bool:
+        """Record everything queued so far into the metric instruments."""
+        monitor = self._holder.monitor
+        return True if monitor is None else monitor.recorder.flush()

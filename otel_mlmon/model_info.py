@@ -1,0 +1,54 @@
+"""Model identity: the name and version that spans and metrics carry."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+# Stored in the model's instance ``__dict__`` so that it travels with pickle, joblib and
+# ``torch.save``; not a parameter, so ``get_params``/``clone`` and fitted-state checks ignore it.
+# A plain dict, so that a pickled model still loads where otel-mlmon is not installed.
+_ATTR = "_otel_mlmon_model_info"
+_MAX_LEN = 256
+
+
+class ModelInfo(NamedTuple):
+    name: str | None
+    version: str | None
+
+
+def _check(label: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_LEN:
+        raise ValueError(f"{label} must be a non-empty string of at most {_MAX_LEN} characters, got {value!r}")
+    return value
+
+
+def set_model_info(model: Any, name: str | None = None, version: str | None = None) -> Any:
+    """Name (and version) a model for its spans and metrics; returns the model.
+
+    The information is kept on the model object itself, so it survives ``pickle``, ``joblib``
+    and ``torch.save`` round trips. Without it the class name is used.
+
+    >>> from sklearn.linear_model import LinearRegression
+    >>> model = set_model_info(LinearRegression(), name="churn-model", version="3")
+    >>> get_model_info(model)
+    ModelInfo(name='churn-model', version='3')
+    """
+    info = ModelInfo(_check("name", name), _check("version", version))
+    try:
+        object.__setattr__(model, _ATTR, {"name": info.name, "version": info.version})
+    except (AttributeError, TypeError) as exc:
+        raise ValueError(f"cannot attach model information to {type(model).__name__}: {exc}") from None
+    from otel_mlmon._internal.state import forget  # noqa: PLC0415 - avoid an import cycle
+
+    forget(model)
+    return model
+
+
+def get_model_info(model: Any) -> ModelInfo:
+    """The :class:`ModelInfo` set on ``model``, or ``ModelInfo(None, None)``."""
+    info = getattr(model, "__dict__", {}).get(_ATTR)
+    if isinstance(info, dict):
+        return ModelInfo(info.get("name"), info.get("version"))
+    return ModelInfo(None, None)

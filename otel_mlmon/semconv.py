@@ -1,0 +1,130 @@
+"""Every span attribute, metric name, unit and bucket layout otel-mlmon emits, defined once.
+
+The reference tables in ``docs/reference.md`` are checked against this module by
+``tests/test_reference_docs.py``: add a name here, document it there.
+
+Naming follows the OpenTelemetry conventions: lowercase dot-separated namespaces, UCUM units
+(``s`` for durations, ``{row}``-style annotations for counts), ``.duration`` histograms in
+seconds, no ``_total`` suffix (exporters add it where their format wants it). The ``ml.``
+namespace is this project's; ``error.type`` is the OpenTelemetry general attribute.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# --------------------------------------------------------------------------- span attributes
+ML_MODEL_NAME = "ml.model.name"
+"""Model name from :func:`otel_mlmon.set_model_info`, else the estimator's class name."""
+
+ML_MODEL_VERSION = "ml.model.version"
+"""Model version from :func:`otel_mlmon.set_model_info`; absent when not set."""
+
+ML_MODEL_CLASS = "ml.model.class"
+"""Fully qualified class of the called estimator, e.g. ``sklearn.pipeline.Pipeline``."""
+
+ML_FRAMEWORK = "ml.framework"
+"""The framework of the model: ``sklearn`` or ``torch``."""
+
+ML_OPERATION = "ml.operation"
+"""The inference method called: ``predict``, ``predict_proba``, ``decision_function`` ..."""
+
+ML_BATCH_SIZE = "ml.batch.size"
+"""Rows in the call's input (its leading dimension)."""
+
+ML_INPUT_FEATURE_COUNT = "ml.input.feature_count"
+"""Columns of a 2-D input (its second dimension); absent for other shapes."""
+
+ML_PREDICTION_CLASS = "ml.prediction.class"
+"""A predicted class label (metric attribute of ``ml.prediction.class.count`` only)."""
+
+ML_MONITOR_STAGE = "ml.monitor.stage"
+"""Where inside otel-mlmon an internal failure happened (self-telemetry only)."""
+
+ERROR_TYPE = "error.type"
+"""OpenTelemetry general attribute: the exception's class name on a failed call."""
+
+OTHER = "_other"
+"""Value that replaces a model name or class label once its cardinality cap is reached."""
+
+SPAN_ATTRIBUTES = (
+    ML_MODEL_NAME,
+    ML_MODEL_VERSION,
+    ML_MODEL_CLASS,
+    ML_FRAMEWORK,
+    ML_OPERATION,
+    ML_BATCH_SIZE,
+    ML_INPUT_FEATURE_COUNT,
+    ERROR_TYPE,
+)
+
+
+# --------------------------------------------------------------------------- metrics
+class MetricSpec(NamedTuple):
+    name: str
+    instrument: str
+    unit: str
+    description: str
+    attributes: tuple[str, ...]
+
+
+# Explicit bucket advice for inference latency: 50 µs .. 10 s, roughly 1-2.5-5 per decade.
+DURATION_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(0, 17))  # 1 .. 65536 rows
+PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 .. 1.0
+
+_MODEL = (ML_MODEL_NAME, ML_MODEL_VERSION, ML_FRAMEWORK, ML_OPERATION)
+
+INFERENCE_DURATION = MetricSpec(
+    "ml.inference.duration", "histogram", "s",
+    "Duration of top-level inference calls.", _MODEL + (ERROR_TYPE,),
+)  # fmt: skip
+INFERENCE_ROW_COUNT = MetricSpec(
+    "ml.inference.row.count", "counter", "{row}",
+    "Input rows scored by inference calls.", _MODEL,
+)  # fmt: skip
+INFERENCE_BATCH_SIZE = MetricSpec(
+    "ml.inference.batch.size", "histogram", "{row}",
+    "Rows per inference call.", _MODEL,
+)  # fmt: skip
+PREDICTION_CLASS_COUNT = MetricSpec(
+    "ml.prediction.class.count", "counter", "{prediction}",
+    "Predicted class labels of classifiers' predict calls (labels capped per model).",
+    _MODEL + (ML_PREDICTION_CLASS,),
+)  # fmt: skip
+PREDICTION_VALUE = MetricSpec(
+    "ml.prediction.value", "histogram", "1",
+    "Sampled regressor outputs (a bounded sample per model and flush, see docs).", _MODEL,
+)  # fmt: skip
+PREDICTION_PROBABILITY = MetricSpec(
+    "ml.prediction.probability", "histogram", "1",
+    "Sampled probability of the predicted class from predict_proba (bounded sample).", _MODEL,
+)  # fmt: skip
+MONITOR_ERROR_COUNT = MetricSpec(
+    "ml.monitor.error.count", "counter", "{error}",
+    "Internal otel-mlmon failures, caught and never raised into the model call.",
+    (ML_MONITOR_STAGE, ERROR_TYPE),
+)  # fmt: skip
+MONITOR_DROPPED_COUNT = MetricSpec(
+    "ml.monitor.dropped.count", "counter", "{record}",
+    "Per-call records dropped because the bounded recording queue was full.", (),
+)  # fmt: skip
+MONITOR_QUEUE_SIZE = MetricSpec(
+    "ml.monitor.queue.size", "observable_updowncounter", "{record}",
+    "Per-call records waiting for the recording worker.", (),
+)  # fmt: skip
+
+METRICS = (
+    INFERENCE_DURATION,
+    INFERENCE_ROW_COUNT,
+    INFERENCE_BATCH_SIZE,
+    PREDICTION_CLASS_COUNT,
+    PREDICTION_VALUE,
+    PREDICTION_PROBABILITY,
+    MONITOR_ERROR_COUNT,
+    MONITOR_DROPPED_COUNT,
+    MONITOR_QUEUE_SIZE,
+)
