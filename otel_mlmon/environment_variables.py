@@ -52,9 +52,10 @@ OTEL_MLMON_OUTPUT_SAMPLE_SIZE = "OTEL_MLMON_OUTPUT_SAMPLE_SIZE"
 """
 .. envvar:: OTEL_MLMON_OUTPUT_SAMPLE_SIZE
 
-Output values (regressor predictions, predicted-class probabilities) recorded per model and
-operation per flush, drawn uniformly from everything predicted since the last flush.
-``0`` turns the value histograms off. Default: ``256``.
+Predicted-class probabilities recorded into ``ml.prediction.probability`` per model and
+flush, drawn uniformly from everything ``predict_proba`` returned since the last flush
+(each recorded value costs a few microseconds of the worker's time). ``0`` turns the
+histogram off. Default: ``256``.
 """
 
 OTEL_MLMON_QUEUE_SIZE = "OTEL_MLMON_QUEUE_SIZE"

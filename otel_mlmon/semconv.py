@@ -38,6 +38,10 @@ ML_INPUT_FEATURE_COUNT = "ml.input.feature_count"
 ML_PREDICTION_CLASS = "ml.prediction.class"
 """A predicted class label (metric attribute of ``ml.prediction.class.count`` only)."""
 
+ML_STATISTIC = "ml.statistic"
+"""Which summary statistic a ``ml.prediction.value`` point is: ``min``, ``p05`` .. ``p95``,
+``max`` or ``mean``."""
+
 ML_MONITOR_STAGE = "ml.monitor.stage"
 """Where inside otel-mlmon an internal failure happened (self-telemetry only)."""
 
@@ -95,9 +99,13 @@ PREDICTION_CLASS_COUNT = MetricSpec(
     "Predicted class labels of classifiers' predict calls (labels capped per model).",
     _MODEL + (ML_PREDICTION_CLASS,),
 )  # fmt: skip
+# OpenTelemetry histograms only take non-negative values, and regressor outputs can be
+# negative: their distribution is exported as summary gauges over each flush window instead.
+VALUE_STATISTICS = ("min", "p05", "p25", "p50", "p75", "p95", "max", "mean")
 PREDICTION_VALUE = MetricSpec(
-    "ml.prediction.value", "histogram", "1",
-    "Sampled regressor outputs (a bounded sample per model and flush, see docs).", _MODEL,
+    "ml.prediction.value", "gauge", "1",
+    "Distribution of regressor outputs over the last flush window, one point per statistic.",
+    _MODEL + (ML_STATISTIC,),
 )  # fmt: skip
 PREDICTION_PROBABILITY = MetricSpec(
     "ml.prediction.probability", "histogram", "1",

@@ -32,6 +32,8 @@ _logger = logging.getLogger("otel_mlmon")
 # are read by reference when the worker drains, within the flush interval.
 COPY_LIMIT = 65536
 
+_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+
 # record = (key, duration_s, rows, error_type, output)
 Record = tuple
 
@@ -102,7 +104,7 @@ class Recorder:
             s.PREDICTION_CLASS_COUNT.name, unit=s.PREDICTION_CLASS_COUNT.unit,
             description=s.PREDICTION_CLASS_COUNT.description,
         )  # fmt: skip
-        self._values = meter.create_histogram(
+        self._values = meter.create_gauge(
             s.PREDICTION_VALUE.name, unit=s.PREDICTION_VALUE.unit,
             description=s.PREDICTION_VALUE.description,
         )  # fmt: skip
@@ -278,24 +280,25 @@ class Recorder:
             for label, count in merged.items():
                 self._classes.add(count, {**attrs, semconv.ML_PREDICTION_CLASS: label})
             return
+        if key.output == OUT_VALUES:
+            values = np.concatenate([np.asarray(out, dtype=float).ravel() for out in outputs])
+            values = values[np.isfinite(values)]
+            if values.size:
+                quantiles = np.quantile(values, _QUANTILES).tolist()
+                for statistic, value in zip(semconv.VALUE_STATISTICS, quantiles + [float(values.mean())]):
+                    self._values.set(value, {**attrs, semconv.ML_STATISTIC: statistic})
+            return
         budget = self._settings.output_sample_size
-        if budget == 0:
+        if key.output != OUT_PROBA or budget == 0:
             return
-        if key.output == OUT_PROBA:
-            arrays = [np.asarray(out, dtype=float) for out in outputs]
-            samples = [a.max(axis=1) for a in arrays if a.ndim == 2 and a.shape[1] > 0]
-            histogram = self._proba
-        elif key.output == OUT_VALUES:
-            samples = [np.asarray(out, dtype=float).ravel() for out in outputs]
-            histogram = self._values
-        else:
-            return
+        arrays = [np.asarray(out, dtype=float) for out in outputs]
+        samples = [a.max(axis=1) for a in arrays if a.ndim == 2 and a.shape[1] > 0]
         if not samples:
             return
         values = np.concatenate(samples)
         values = values[np.isfinite(values)]
         if values.size > budget:
             values = self._rng.choice(values, size=budget, replace=False)
-        record = histogram.record
+        record = self._proba.record
         for value in values.tolist():
             record(value, attrs)
