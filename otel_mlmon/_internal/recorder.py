@@ -44,6 +44,18 @@ def error_type_of(exc: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
+def _count_labels(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct labels and their counts; O(n) for small non-negative integer labels."""
+    labels = np.concatenate(arrays)
+    if labels.dtype.kind in "iub" and labels.size:
+        low, high = int(labels.min()), int(labels.max())
+        if low >= 0 and high < 65536:
+            counts = np.bincount(labels.astype(np.intp, copy=False), minlength=high + 1)
+            values = np.flatnonzero(counts)
+            return values.astype(labels.dtype), counts[values]
+    return np.unique(labels, return_counts=True)
+
+
 class _Aggregate:
     __slots__ = ("durations", "failures", "sizes", "rows", "outputs")
 
@@ -265,7 +277,7 @@ class Recorder:
             labels = [a for a in labels if a.ndim == 1]  # multi-output: no class counts
             if not labels:
                 return
-            values, counts = np.unique(np.concatenate(labels), return_counts=True)
+            values, counts = _count_labels(labels)
             seen = self._labels.setdefault(key, set())
             cap = self._settings.max_class_labels
             merged: dict[str, int] = {}
