@@ -177,3 +177,15 @@ def test_queue_size_gauge_and_flush_on_collect(make_telemetry):
     assert rows.value == 4
     (_, queue), = by_name(points, semconv.MONITOR_QUEUE_SIZE.name)
     assert isinstance(queue, NumberDataPoint) and queue.value == 0
+
+
+def test_tuple_outputs_are_not_mistaken_for_predictions(telemetry):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    Xr, yr = make_regression(n_samples=30, n_features=2, random_state=1)
+    model = GaussianProcessRegressor().fit(Xr, yr)
+    mean, std = model.predict(Xr[:5], return_std=True)  # (mean, std): not summarised
+    assert value_stats(telemetry) == {}
+    expected = model.predict(Xr[:5])
+    assert value_stats(telemetry)["mean"] == pytest.approx(expected.mean())
+    assert not telemetry.points(semconv.MONITOR_ERROR_COUNT.name)

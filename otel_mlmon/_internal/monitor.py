@@ -96,10 +96,10 @@ class Monitor:
         try:
             span.end()
             output = None
-            if info.key.output is not None:
-                output = result
-                if isinstance(result, np.ndarray) and result.size <= COPY_LIMIT:
-                    output = result.copy()
+            # Output statistics read plain arrays only: tuples (``return_std=True``) and lists
+            # of per-output arrays (multi-output ``predict_proba``) are not predictions alone.
+            if info.key.output is not None and type(result) is np.ndarray:
+                output = result.copy() if result.size <= COPY_LIMIT else result
             self.recorder.submit((info.key, duration, rows, None, output))
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("finish", exc)

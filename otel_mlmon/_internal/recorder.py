@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import weakref
-from collections import deque
+from collections import Counter, deque
 from typing import Any, Iterable
 
 import numpy as np
@@ -44,16 +44,42 @@ def error_type_of(exc: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-def _count_labels(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct labels and their counts; O(n) for small non-negative integer labels."""
-    labels = np.concatenate(arrays)
-    if labels.dtype.kind in "iub" and labels.size:
-        low, high = int(labels.min()), int(labels.max())
-        if low >= 0 and high < 65536:
-            counts = np.bincount(labels.astype(np.intp, copy=False), minlength=high + 1)
+def _count_labels(arrays: list[np.ndarray]) -> dict[str, int]:
+    """Counts per label (as attribute text). O(n) for small non-negative integer labels.
+
+    Arrays are grouped by dtype first: models that share a name can predict labels of
+    different types (integers for one, strings for another), which cannot be sorted together.
+    """
+    groups: dict[str, list[np.ndarray]] = {}
+    for array in arrays:
+        groups.setdefault(array.dtype.str, []).append(array)
+    merged: dict[str, int] = {}
+    for group in groups.values():
+        labels = np.concatenate(group)
+        if not labels.size:
+            continue
+        if labels.dtype.kind in "iub" and int(labels.min()) >= 0 and int(labels.max()) < 65536:
+            counts = np.bincount(labels.astype(np.intp, copy=False))
             values = np.flatnonzero(counts)
-            return values.astype(labels.dtype), counts[values]
-    return np.unique(labels, return_counts=True)
+            pairs = zip(values.astype(labels.dtype).tolist(), counts[values].tolist())
+        else:
+            try:
+                values, counts = np.unique(labels, return_counts=True)
+                pairs = zip(values.tolist(), counts.tolist())
+            except TypeError:  # object labels of mixed types
+                pairs = Counter(labels.tolist()).items()
+        for value, count in pairs:
+            label = str(value)
+            merged[label] = merged.get(label, 0) + count
+    return merged
+
+
+def _as_float(array: np.ndarray) -> np.ndarray:
+    """The array as floats; an array that has none (strings) gives an empty one."""
+    try:
+        return np.asarray(array, dtype=float)
+    except (TypeError, ValueError):
+        return np.empty((0,) + array.shape[1:])
 
 
 class _Aggregate:
@@ -277,12 +303,10 @@ class Recorder:
             labels = [a for a in labels if a.ndim == 1]  # multi-output: no class counts
             if not labels:
                 return
-            values, counts = _count_labels(labels)
             seen = self._labels.setdefault(key, set())
             cap = self._settings.max_class_labels
             merged: dict[str, int] = {}
-            for value, count in zip(values.tolist(), counts.tolist()):
-                label = str(value)
+            for label, count in _count_labels(labels).items():
                 if label not in seen:
                     if len(seen) >= cap:
                         label = semconv.OTHER
@@ -293,7 +317,7 @@ class Recorder:
                 self._classes.add(count, {**attrs, semconv.ML_PREDICTION_CLASS: label})
             return
         if key.output == OUT_VALUES:
-            values = np.concatenate([np.asarray(out, dtype=float).ravel() for out in outputs])
+            values = np.concatenate([_as_float(out).ravel() for out in outputs])
             values = values[np.isfinite(values)]
             if values.size:
                 quantiles = np.quantile(values, _QUANTILES).tolist()
@@ -303,7 +327,7 @@ class Recorder:
         budget = self._settings.output_sample_size
         if key.output != OUT_PROBA or budget == 0:
             return
-        arrays = [np.asarray(out, dtype=float) for out in outputs]
+        arrays = [_as_float(out) for out in outputs]
         samples = [a.max(axis=1) for a in arrays if a.ndim == 2 and a.shape[1] > 0]
         if not samples:
             return
