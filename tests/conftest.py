@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers such as otlp_co
 
 from otel_mlmon import SklearnInstrumentor  # noqa: E402
 
+collect_ignore = ["apps"]  # scripts run as subprocesses by the tests, not test modules
+
 
 class Telemetry:
     """An instrumented session: spans and metrics as plain Python data."""
