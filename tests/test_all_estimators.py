@@ -16,7 +16,6 @@ asserted.
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -27,6 +26,8 @@ from sklearn.datasets import make_classification, make_multilabel_classification
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils import all_estimators
+
+from helpers import assert_identical
 
 from otel_mlmon import SklearnInstrumentor, semconv
 
@@ -191,30 +192,6 @@ COVERED = sorted({case.values[0] for case in CASES})
 
 
 # ------------------------------------------------------------------------------- comparison
-def _identical(a, b, where="result"):
-    """Assert ``a`` and ``b`` are the same value, bit for bit (NaN equal to the same NaN)."""
-    assert type(a) is type(b), f"{where}: type {type(a)} != {type(b)}"
-    if isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype, f"{where}: dtype {a.dtype} != {b.dtype}"
-        assert a.shape == b.shape, f"{where}: shape {a.shape} != {b.shape}"
-        if a.dtype.hasobject:
-            for i, (x, y) in enumerate(zip(a.ravel().tolist(), b.ravel().tolist())):
-                _identical(x, y, f"{where}[{i}]")
-        else:
-            assert np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"), f"{where}: values differ"
-            assert np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes(), (
-                f"{where}: not bitwise identical"
-            )
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            _identical(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and math.isnan(a):
-        assert math.isnan(b), f"{where}: {a!r} != {b!r}"
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 def _call(estimator, method, X, kwargs):
     """('ok', result) or ('raise', exception type, message)."""
     with warnings.catch_warnings():
@@ -266,7 +243,7 @@ def test_instrumented_outputs_are_bitwise_identical(name, kind, make_telemetry):
         where = f"{name}.{method}(X_{x}{', ' if kwargs else ''}{kwargs or ''})"
         assert after[0] == before[0], f"{where}: {before[:1]} uninstrumented, {after} instrumented"
         if before[0] == "ok":
-            _identical(before[1], after[1], where)
+            assert_identical(before[1], after[1], where)
         else:
             assert after[1:] == before[1:], where
 
@@ -312,7 +289,7 @@ def test_tuple_or_list_outputs_do_not_break_output_statistics(make_case, make_te
     telemetry = make_telemetry()
     after = _call(model, method, X, kwargs)
     assert before[0] == after[0] == "ok"
-    _identical(before[1], after[1])
+    assert_identical(before[1], after[1])
     assert len(telemetry.spans()) == 1
     assert telemetry.instrumentor.force_flush()
     assert not telemetry.points(semconv.MONITOR_ERROR_COUNT.name)

@@ -9,7 +9,6 @@ span; a failing call's span has ERROR status and ``error.type``.
 from __future__ import annotations
 
 import functools
-import math
 import re
 import warnings
 
@@ -29,6 +28,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+
+from helpers import assert_identical
 
 from otel_mlmon import SklearnInstrumentor, semconv
 
@@ -175,29 +176,6 @@ def _object_with(value):
 
 
 # --------------------------------------------------------------------------------- comparison
-def _identical(a, b, where="result"):
-    """Assert ``a`` and ``b`` are the same value, bit for bit (NaN equal to the same NaN)."""
-    assert type(a) is type(b), f"{where}: type {type(a)} != {type(b)}"
-    if isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype, f"{where}: dtype {a.dtype} != {b.dtype}"
-        assert a.shape == b.shape, f"{where}: shape {a.shape} != {b.shape}"
-        if a.dtype.hasobject:
-            for i, (x, y) in enumerate(zip(a.ravel().tolist(), b.ravel().tolist())):
-                _identical(x, y, f"{where}[{i}]")
-        else:
-            assert np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes(), (
-                f"{where}: not bitwise identical"
-            )
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            _identical(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and math.isnan(a):
-        assert math.isnan(b), f"{where}: {a!r} != {b!r}"
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 def _call(model, method, make_input):
     """(outcome, warnings): outcome is ('ok', result) or ('raise', type, message, cause type)."""
     args, kwargs = make_input()
@@ -266,12 +244,12 @@ def test_bad_input_behaves_as_uninstrumented(model_name, input_name, make_teleme
 
         assert after[0] == before[0], f"{where}: uninstrumented {before[:3]}, instrumented {after[:3]}"
         if before[0] == "ok":
-            _identical(before[1], after[1], where)
+            assert_identical(before[1], after[1], where)
         else:
             assert after[1] is before[1], f"{where}: exception type {after[1]} != {before[1]}"
             assert after[2] == before[2], f"{where}: message {after[2]!r} != {before[2]!r}"
             assert after[3] is before[3], f"{where}: cause {after[3]} != {before[3]}"
-            _identical(before[4], after[4], f"{where}: exception args")
+            assert_identical(before[4], after[4], f"{where}: exception args")
         assert warned_after == warned_before, f"{where}: warnings differ"
 
         spans = telemetry.spans()

@@ -1,0 +1,31 @@
+"""Helpers shared by test modules (tests/ is put on sys.path by conftest.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def assert_identical(a, b, where="result"):
+    """Assert ``a`` and ``b`` are the same value, bit for bit (NaN equal to the same NaN)."""
+    assert type(a) is type(b), f"{where}: type {type(a)} != {type(b)}"
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype, f"{where}: dtype {a.dtype} != {b.dtype}"
+        assert a.shape == b.shape, f"{where}: shape {a.shape} != {b.shape}"
+        if a.dtype.hasobject:
+            for i, (x, y) in enumerate(zip(a.ravel().tolist(), b.ravel().tolist())):
+                assert_identical(x, y, f"{where}[{i}]")
+        else:
+            assert np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"), f"{where}: values differ"
+            assert np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes(), (
+                f"{where}: not bitwise identical"
+            )
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b), f"{where}: {a!r} != {b!r}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
