@@ -74,3 +74,31 @@ OTEL_MLMON_FLUSH_INTERVAL = "OTEL_MLMON_FLUSH_INTERVAL"
 Milliseconds between two drains of the record queue by the worker. Every metric collection
 drains it as well, so exported metrics are always up to date. Default: ``1000``.
 """
+
+OTEL_MLMON_RESOURCE_METRICS = "OTEL_MLMON_RESOURCE_METRICS"
+"""
+.. envvar:: OTEL_MLMON_RESOURCE_METRICS
+
+``true`` exports process CPU and memory metrics (``process.*``) and, when PyTorch has
+initialised CUDA, GPU memory per device (``hw.gpu.memory.*``), read at collection time.
+Default: ``true``.
+"""
+
+OTEL_MLMON_TRACE_TRAINING = "OTEL_MLMON_TRACE_TRAINING"
+"""
+.. envvar:: OTEL_MLMON_TRACE_TRAINING
+
+PyTorch: ``true`` also traces forwards of modules in training mode with gradients enabled.
+Default ``false``: only inference (eval mode, ``torch.no_grad()`` or ``torch.inference_mode()``).
+"""
+
+OTEL_MLMON_CUDA_TIMING = "OTEL_MLMON_CUDA_TIMING"
+"""
+.. envvar:: OTEL_MLMON_CUDA_TIMING
+
+PyTorch on CUDA, where kernels run asynchronously: ``events`` (default) times each call with
+CUDA events read by the recording worker, so ``ml.inference.duration`` is the GPU time and the
+caller never waits (the span covers the CPU-side launch only); ``sync`` calls
+``torch.cuda.synchronize()`` after each call, so span and metric include the GPU work at the
+cost of the CPU/GPU overlap; ``none`` measures the CPU side only.
+"""

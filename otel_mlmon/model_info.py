@@ -11,9 +11,13 @@ _ATTR = "_otel_mlmon_model_info"
 _MAX_LEN = 256
 
 
+TASKS = ("classification", "regression")
+
+
 class ModelInfo(NamedTuple):
     name: str | None
     version: str | None
+    task: str | None = None
 
 
 def _check(label: str, value: Any) -> str | None:
@@ -24,20 +28,26 @@ def _check(label: str, value: Any) -> str | None:
     return value
 
 
-def set_model_info(model: Any, name: str | None = None, version: str | None = None) -> Any:
+def set_model_info(
+    model: Any, name: str | None = None, version: str | None = None, task: str | None = None
+) -> Any:
     """Name (and version) a model for its spans and metrics; returns the model.
 
     The information is kept on the model object itself, so it survives ``pickle``, ``joblib``
-    and ``torch.save`` round trips. Without it the class name is used.
+    and ``torch.save`` round trips. Without it the class name is used. ``task`` is a hint for
+    models whose outputs do not say what they are (PyTorch modules): ``"classification"``
+    turns on class counts and confidence statistics of their (batch, classes) outputs.
 
     >>> from sklearn.linear_model import LinearRegression
     >>> model = set_model_info(LinearRegression(), name="churn-model", version="3")
     >>> get_model_info(model)
-    ModelInfo(name='churn-model', version='3')
+    ModelInfo(name='churn-model', version='3', task=None)
     """
-    info = ModelInfo(_check("name", name), _check("version", version))
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    info = ModelInfo(_check("name", name), _check("version", version), task)
     try:
-        object.__setattr__(model, _ATTR, {"name": info.name, "version": info.version})
+        object.__setattr__(model, _ATTR, info._asdict())
     except (AttributeError, TypeError) as exc:
         raise ValueError(f"cannot attach model information to {type(model).__name__}: {exc}") from None
     from otel_mlmon._internal.state import forget  # noqa: PLC0415 - avoid an import cycle
@@ -47,8 +57,8 @@ def set_model_info(model: Any, name: str | None = None, version: str | None = No
 
 
 def get_model_info(model: Any) -> ModelInfo:
-    """The :class:`ModelInfo` set on ``model``, or ``ModelInfo(None, None)``."""
+    """The :class:`ModelInfo` set on ``model``, or ``ModelInfo(None, None, None)``."""
     info = getattr(model, "__dict__", {}).get(_ATTR)
     if isinstance(info, dict):
-        return ModelInfo(info.get("name"), info.get("version"))
-    return ModelInfo(None, None)
+        return ModelInfo(info.get("name"), info.get("version"), info.get("task"))
+    return ModelInfo(None, None, None)

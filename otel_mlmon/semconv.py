@@ -45,6 +45,24 @@ ML_STATISTIC = "ml.statistic"
 ML_MONITOR_STAGE = "ml.monitor.stage"
 """Where inside otel-mlmon an internal failure happened (self-telemetry only)."""
 
+ML_INPUT_SHAPE = "ml.input.shape"
+"""PyTorch: shape of the first tensor argument (an int array)."""
+
+ML_INPUT_DTYPE = "ml.input.dtype"
+"""PyTorch: dtype of the first tensor argument, e.g. ``float32``."""
+
+ML_INPUT_DEVICE = "ml.input.device"
+"""PyTorch: device of the first tensor argument, e.g. ``cpu`` or ``cuda:0``."""
+
+ML_MODEL_PARAMETER_COUNT = "ml.model.parameter_count"
+"""PyTorch: number of parameters of the module (computed once per module)."""
+
+CPU_MODE = "cpu.mode"
+"""OpenTelemetry attribute of ``process.cpu.*``: ``user`` or ``system``."""
+
+HW_ID = "hw.id"
+"""OpenTelemetry hardware attribute: the GPU, e.g. ``cuda:0``."""
+
 ERROR_TYPE = "error.type"
 """OpenTelemetry general attribute: the exception's class name on a failed call."""
 
@@ -59,6 +77,10 @@ SPAN_ATTRIBUTES = (
     ML_OPERATION,
     ML_BATCH_SIZE,
     ML_INPUT_FEATURE_COUNT,
+    ML_INPUT_SHAPE,
+    ML_INPUT_DTYPE,
+    ML_INPUT_DEVICE,
+    ML_MODEL_PARAMETER_COUNT,
     ERROR_TYPE,
 )
 
@@ -96,7 +118,8 @@ INFERENCE_BATCH_SIZE = MetricSpec(
 )  # fmt: skip
 PREDICTION_CLASS_COUNT = MetricSpec(
     "ml.prediction.class.count", "counter", "{prediction}",
-    "Predicted class labels of classifiers' predict calls (labels capped per model).",
+    "Predicted classes: labels of classifiers' predict, argmax of classification modules "
+    "(labels capped per model).",
     _MODEL + (ML_PREDICTION_CLASS,),
 )  # fmt: skip
 # OpenTelemetry histograms only take non-negative values, and regressor outputs can be
@@ -104,12 +127,14 @@ PREDICTION_CLASS_COUNT = MetricSpec(
 VALUE_STATISTICS = ("min", "p05", "p25", "p50", "p75", "p95", "max", "mean")
 PREDICTION_VALUE = MetricSpec(
     "ml.prediction.value", "gauge", "1",
-    "Distribution of regressor outputs over the last flush window, one point per statistic.",
+    "Distribution of regressor (or regression module) outputs over the last flush window, "
+    "one point per statistic.",
     _MODEL + (ML_STATISTIC,),
 )  # fmt: skip
 PREDICTION_PROBABILITY = MetricSpec(
     "ml.prediction.probability", "histogram", "1",
-    "Sampled probability of the predicted class from predict_proba (bounded sample).", _MODEL,
+    "Sampled probability of the predicted class: predict_proba, or softmax of a classification "
+    "module's scores (bounded sample).", _MODEL,
 )  # fmt: skip
 MONITOR_ERROR_COUNT = MetricSpec(
     "ml.monitor.error.count", "counter", "{error}",
@@ -125,6 +150,37 @@ MONITOR_QUEUE_SIZE = MetricSpec(
     "Per-call records waiting for the recording worker.", (),
 )  # fmt: skip
 
+# Resource metrics, read at collection time. Names from the OpenTelemetry semantic conventions
+# (process.*, hw.gpu.*); PyTorch's caching-allocator reserve has no convention and is ml.*.
+PROCESS_CPU_TIME = MetricSpec(
+    "process.cpu.time", "observable_counter", "s", "CPU time used by this process.", (CPU_MODE,),
+)  # fmt: skip
+PROCESS_CPU_UTILIZATION = MetricSpec(
+    "process.cpu.utilization", "observable_gauge", "1",
+    "CPU time since the last collection / (elapsed time x CPUs available to the process).", (CPU_MODE,),
+)  # fmt: skip
+PROCESS_MEMORY_USAGE = MetricSpec(
+    "process.memory.usage", "observable_updowncounter", "By", "Resident memory of this process.", (),
+)  # fmt: skip
+PROCESS_MEMORY_VIRTUAL = MetricSpec(
+    "process.memory.virtual", "observable_updowncounter", "By", "Virtual memory of this process.", (),
+)  # fmt: skip
+GPU_MEMORY_USAGE = MetricSpec(
+    "hw.gpu.memory.usage", "observable_updowncounter", "By",
+    "GPU memory held by PyTorch tensors (torch.cuda.memory_allocated), per device.", (HW_ID,),
+)  # fmt: skip
+GPU_MEMORY_LIMIT = MetricSpec(
+    "hw.gpu.memory.limit", "observable_updowncounter", "By", "Total memory of the GPU.", (HW_ID,),
+)  # fmt: skip
+GPU_MEMORY_RESERVED = MetricSpec(
+    "ml.gpu.memory.reserved", "observable_updowncounter", "By",
+    "GPU memory reserved by PyTorch's caching allocator (torch.cuda.memory_reserved).", (HW_ID,),
+)  # fmt: skip
+RESOURCE_METRICS = (
+    PROCESS_CPU_TIME, PROCESS_CPU_UTILIZATION, PROCESS_MEMORY_USAGE, PROCESS_MEMORY_VIRTUAL,
+    GPU_MEMORY_USAGE, GPU_MEMORY_LIMIT, GPU_MEMORY_RESERVED,
+)  # fmt: skip
+
 METRICS = (
     INFERENCE_DURATION,
     INFERENCE_ROW_COUNT,
@@ -135,4 +191,4 @@ METRICS = (
     MONITOR_ERROR_COUNT,
     MONITOR_DROPPED_COUNT,
     MONITOR_QUEUE_SIZE,
-)
+) + RESOURCE_METRICS

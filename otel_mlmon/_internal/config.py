@@ -60,6 +60,16 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"expected a bool, got {value!r}")
 
 
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {choices}, got {value!r}")
+        return text
+
+    return parse
+
+
 # name -> (environment variable, parser, default)
 _SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
     "operations": (env.OTEL_MLMON_OPERATIONS, _parse_operations, DEFAULT_OPERATIONS),
@@ -70,6 +80,9 @@ _SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
     "output_sample_size": (env.OTEL_MLMON_OUTPUT_SAMPLE_SIZE, _int_at_least(0), 256),
     "queue_size": (env.OTEL_MLMON_QUEUE_SIZE, _int_at_least(16), 65536),
     "flush_interval_ms": (env.OTEL_MLMON_FLUSH_INTERVAL, _int_at_least(1), 1000),
+    "resource_metrics": (env.OTEL_MLMON_RESOURCE_METRICS, _bool, True),
+    "trace_training": (env.OTEL_MLMON_TRACE_TRAINING, _bool, False),
+    "cuda_timing": (env.OTEL_MLMON_CUDA_TIMING, _choice("events", "sync", "none"), "events"),
 }
 
 
@@ -83,6 +96,9 @@ class Settings:
     output_sample_size: int = 256
     queue_size: int = 65536
     flush_interval_ms: int = 1000
+    resource_metrics: bool = True
+    trace_training: bool = False
+    cuda_timing: str = "events"
 
     @classmethod
     def resolve(cls, kwargs: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:

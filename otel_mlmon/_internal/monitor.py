@@ -18,7 +18,6 @@ from contextvars import ContextVar
 from time import perf_counter
 from typing import Any, Callable
 
-import numpy as np
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, get_value
 from opentelemetry.metrics import get_meter
@@ -26,8 +25,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_contex
 
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
-from otel_mlmon._internal.recorder import COPY_LIMIT, Recorder, error_type_of
-from otel_mlmon._internal.state import forget, state_of
+from otel_mlmon._internal.recorder import acquire_recorder, error_type_of, release_recorder
+from otel_mlmon._internal.resources import register_resource_metrics
+from otel_mlmon._internal.state import Adapter, forget, state_of
 from otel_mlmon.version import __version__
 
 INFERENCE = "inference"
@@ -40,71 +40,116 @@ ACTIVE: ContextVar[str | None] = ContextVar("otel_mlmon_active", default=None)
 _INTERNAL = SpanKind.INTERNAL
 _SCOPE = "otel_mlmon"
 
-ShapeOf = Callable[[tuple, dict], "tuple[int | None, int | None]"]
-
-
-def shape_of_first_argument(args: tuple, kwargs: dict) -> tuple[int | None, int | None]:
+def shape_of_first_argument(args: tuple, kwargs: dict, attributes: dict[str, Any]) -> int | None:
     """Rows and columns of ``X`` without touching its values (never iterates it)."""
     X = args[0] if args else kwargs.get("X")
     shape = getattr(X, "shape", None)
     if isinstance(shape, tuple) and shape and isinstance(shape[0], int):
-        return shape[0], (shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None)
+        rows = attributes[semconv.ML_BATCH_SIZE] = shape[0]
+        if len(shape) == 2 and isinstance(shape[1], int):
+            attributes[semconv.ML_INPUT_FEATURE_COUNT] = shape[1]
+        return rows
     if isinstance(X, (list, tuple)):
+        rows = attributes[semconv.ML_BATCH_SIZE] = len(X)
         first = X[0] if X else None
-        return len(X), (len(first) if isinstance(first, (list, tuple)) else None)
-    return None, None
+        if isinstance(first, (list, tuple)):
+            attributes[semconv.ML_INPUT_FEATURE_COUNT] = len(first)
+        return rows
+    return None
 
 
 class Monitor:
-    """Tracer, recorder and settings of one instrumentor."""
+    """Tracer, recorder and settings of one instrumentor; ``adapter`` knows its framework."""
 
     def __init__(
         self,
-        framework: str,
+        adapter: Adapter,
         settings: Settings,
-        kind_of: Callable[[Any], str | None],
-        shape_of: ShapeOf = shape_of_first_argument,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: Any = None,
     ) -> None:
-        self.framework = framework
+        self.adapter = adapter
         self.settings = settings
-        self.kind_of = kind_of
-        self.shape_of = shape_of
+        self._closed = False
         self.top_level = frozenset(settings.operations)
         self.detail_spans = settings.detail_spans
         self.capture_message = settings.capture_exception_message
         self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider)
-        self.recorder = Recorder(get_meter(_SCOPE, __version__, meter_provider), settings)
+        meter = get_meter(_SCOPE, __version__, meter_provider)
+        self.recorder = acquire_recorder(meter, meter_provider, settings)
+        self.resources = register_resource_metrics(meter, meter_provider, settings)
 
     def shutdown(self, timeout_millis: float = 30_000) -> bool:
-        return self.recorder.shutdown(timeout_millis)
+        """Idempotent: the shared recorder stops when its last instrumentor leaves."""
+        if self._closed:
+            return True
+        self._closed = True
+        return release_recorder(self.recorder, timeout_millis)
 
     # ------------------------------------------------------------------ spans
     def start(self, model: Any, operation: str, args: tuple, kwargs: dict):
-        info = state_of(model, self.framework, self.kind_of).op(operation)
-        rows, columns = self.shape_of(args, kwargs)
+        info = state_of(model, self.adapter).op(operation, model)
         attributes = info.attributes.copy()
-        if rows is not None:
-            attributes[semconv.ML_BATCH_SIZE] = rows
-        if columns is not None:
-            attributes[semconv.ML_INPUT_FEATURE_COUNT] = columns
+        rows = self.adapter.inputs(args, kwargs, attributes)
         span = self.tracer.start_span(info.span_name, kind=_INTERNAL, attributes=attributes)
         return span, info, rows
 
-    def finish(self, span, info, rows, result: Any, duration: float) -> None:
+    def traced_call(
+        self, original: Callable, operation: str, model: Any, args: tuple, kwargs: dict, gpu: Any = None
+    ) -> Any:
+        """A top-level inference call: span, timing, record. Calls ``original`` exactly once.
+
+        ``gpu`` (PyTorch on CUDA only) times asynchronous GPU work, see ``CudaTiming``.
+        """
+        try:
+            span, info, rows = self.start(model, operation, args, kwargs)
+            context_token = attach(set_span_in_context(span))
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.internal_error("start", exc)
+            return original(model, *args, **kwargs)
+        active_token = ACTIVE.set(INFERENCE)
+        started = perf_counter()
+        gpu_state = None if gpu is None else self._gpu_begin(gpu)
+        try:
+            result = original(model, *args, **kwargs)
+        except BaseException as exc:
+            duration = perf_counter() - started
+            ACTIVE.reset(active_token)
+            detach(context_token)
+            self.fail(span, info, rows, exc, duration)
+            raise
+        duration = perf_counter() - started
+        if gpu is not None:
+            duration = self._gpu_end(gpu, gpu_state, duration, started)
+        ACTIVE.reset(active_token)
+        detach(context_token)
+        self.finish(span, info, rows, result, duration)
+        return result
+
+    def _gpu_begin(self, gpu: Any) -> Any:
+        try:
+            return gpu.begin()
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.internal_error("cuda_timing", exc)
+            return None
+
+    def _gpu_end(self, gpu: Any, state: Any, duration: float, started: float) -> Any:
+        try:
+            return gpu.end(state, duration, started, perf_counter)
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.internal_error("cuda_timing", exc)
+            return duration
+
+    def finish(self, span, info, rows, result: Any, duration: Any) -> None:
         try:
             span.end()
-            output = None
-            # Output statistics read plain arrays only: tuples (``return_std=True``) and lists
-            # of per-output arrays (multi-output ``predict_proba``) are not predictions alone.
-            if info.key.output is not None and type(result) is np.ndarray:
-                output = result.copy() if result.size <= COPY_LIMIT else result
+            mode = info.key.output
+            output = None if mode is None else self.adapter.snapshot(result, mode)
             self.recorder.submit((info.key, duration, rows, None, output))
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("finish", exc)
 
-    def fail(self, span, info, rows, exc: BaseException, duration: float) -> None:
+    def fail(self, span, info, rows, exc: BaseException, duration: Any) -> None:
         try:
             etype = error_type_of(exc)
             span.set_attribute(semconv.ERROR_TYPE, etype)
@@ -168,27 +213,7 @@ def inference_wrapper(original: Callable, operation: str, holder: Holder) -> Cal
             return original(self, *args, **kwargs)
         if operation not in monitor.top_level or get_value(_SUPPRESS_INSTRUMENTATION_KEY):
             return original(self, *args, **kwargs)
-        try:
-            span, info, rows = monitor.start(self, operation, args, kwargs)
-            context_token = attach(set_span_in_context(span))
-        except Exception as exc:  # noqa: BLE001
-            monitor.recorder.internal_error("start", exc)
-            return original(self, *args, **kwargs)
-        active_token = ACTIVE.set(INFERENCE)
-        started = perf_counter()
-        try:
-            result = original(self, *args, **kwargs)
-        except BaseException as exc:
-            duration = perf_counter() - started
-            ACTIVE.reset(active_token)
-            detach(context_token)
-            monitor.fail(span, info, rows, exc, duration)
-            raise
-        duration = perf_counter() - started
-        ACTIVE.reset(active_token)
-        detach(context_token)
-        monitor.finish(span, info, rows, result, duration)
-        return result
+        return monitor.traced_call(original, operation, self, args, kwargs)
 
     setattr(wrapper, WRAPPED_MARK, True)
     return wrapper

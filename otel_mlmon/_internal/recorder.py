@@ -23,7 +23,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
-from otel_mlmon._internal.state import OUT_LABELS, OUT_PROBA, OUT_VALUES, MetricKey
+from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, MetricKey
 
 _logger = logging.getLogger("otel_mlmon")
 
@@ -31,6 +31,11 @@ _logger = logging.getLogger("otel_mlmon")
 # changing the returned array in place afterwards cannot alter the statistics. Larger outputs
 # are read by reference when the worker drains, within the flush interval.
 COPY_LIMIT = 65536
+
+def snapshot_array(result: np.ndarray) -> np.ndarray:
+    """A copy of a small output (about a microsecond), the array itself for a large one."""
+    return result.copy() if result.size <= COPY_LIMIT else result
+
 
 _QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
@@ -74,12 +79,25 @@ def _count_labels(arrays: list[np.ndarray]) -> dict[str, int]:
     return merged
 
 
-def _as_float(array: np.ndarray) -> np.ndarray:
-    """The array as floats; an array that has none (strings) gives an empty one."""
+def _as_float(array: Any) -> np.ndarray:
+    """The array (or a tensor, on any device) as floats; one without numbers gives an empty one."""
+    if hasattr(array, "detach") and hasattr(array, "cpu"):  # a torch tensor: no torch import here
+        array = array.detach().cpu()
+        if not array.dtype.is_floating_point or array.dtype.itemsize < 4:
+            array = array.double()
+        array = array.numpy()
     try:
         return np.asarray(array, dtype=float)
     except (TypeError, ValueError):
-        return np.empty((0,) + array.shape[1:])
+        return np.empty((0,) + tuple(getattr(array, "shape", (0,))[1:]))
+
+
+def _probabilities(scores: np.ndarray) -> np.ndarray:
+    """Rows that already are probabilities stay; other scores (logits) go through softmax."""
+    if scores.size and scores.min() >= 0 and scores.max() <= 1 and np.allclose(scores.sum(axis=1), 1, atol=1e-3):
+        return scores
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 class _Aggregate:
@@ -97,26 +115,29 @@ class Recorder:
     """Bounded queue plus worker; one per instrumentor, shared by every model it wraps."""
 
     def __init__(self, meter: Meter, settings: Settings) -> None:
-        self._settings = settings
-        self._capacity = settings.queue_size
-        self._wake_at = max(1, settings.queue_size // 4)
-        self._interval = settings.flush_interval_ms / 1000.0
+        self._configure(settings)
+        self._users = 0
         self._queue: deque[Record] = deque()
         self._rng = np.random.default_rng(0x6D6C6D6F6E)
         self._metric_attrs: dict[MetricKey, dict[str, Any]] = {}
         self._models: set[tuple[str, str | None]] = set()
         self._labels: dict[MetricKey, set[str]] = {}
         self._logged: set[tuple[str, str]] = set()
-        self._stopped = False
+        self._stopped = True
         self._init_sync()
         self._create_instruments(meter)
-        self._start_worker()
         # A forked child (gunicorn, multiprocessing) gets fresh locks, queue and worker.
         ref = weakref.ref(self)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: (r := ref()) is not None and r._after_fork())
 
     # ------------------------------------------------------------------ set-up
+    def _configure(self, settings: Settings) -> None:
+        self._settings = settings
+        self._capacity = settings.queue_size
+        self._wake_at = max(1, settings.queue_size // 4)
+        self._interval = settings.flush_interval_ms / 1000.0
+
     def _init_sync(self) -> None:
         self._lock = threading.Lock()  # guards drains and the cardinality sets
         self._wake = threading.Event()
@@ -237,6 +258,15 @@ class Recorder:
         finally:
             detach(token)
 
+    def start(self, settings: Settings) -> None:
+        """Start the worker (again); settings apply from the first user until the last leaves."""
+        if not self._stopped:
+            return
+        self._configure(settings)
+        self._stopped = False
+        self._wake.clear()
+        self._start_worker()
+
     def shutdown(self, timeout_millis: float = 30_000) -> bool:
         """Stop the worker and flush what is queued; idempotent."""
         if self._stopped:
@@ -270,6 +300,12 @@ class Recorder:
             agg = groups.get(key)
             if agg is None:
                 agg = groups[key] = _Aggregate()
+            if type(duration) is not float:  # CUDA event timing, resolved here, off the call
+                try:
+                    duration = float(duration.seconds())
+                except Exception as exc:  # noqa: BLE001
+                    self.internal_error("cuda_timing", exc)
+                    continue
             if error is None:
                 agg.durations.append(duration)
                 if rows is not None:
@@ -301,20 +337,8 @@ class Recorder:
         if key.output == OUT_LABELS:
             labels = [np.asarray(out) for out in outputs]
             labels = [a for a in labels if a.ndim == 1]  # multi-output: no class counts
-            if not labels:
-                return
-            seen = self._labels.setdefault(key, set())
-            cap = self._settings.max_class_labels
-            merged: dict[str, int] = {}
-            for label, count in _count_labels(labels).items():
-                if label not in seen:
-                    if len(seen) >= cap:
-                        label = semconv.OTHER
-                    else:
-                        seen.add(label)
-                merged[label] = merged.get(label, 0) + count
-            for label, count in merged.items():
-                self._classes.add(count, {**attrs, semconv.ML_PREDICTION_CLASS: label})
+            if labels:
+                self._record_labels(key, attrs, labels)
             return
         if key.output == OUT_VALUES:
             values = np.concatenate([_as_float(out).ravel() for out in outputs])
@@ -324,11 +348,18 @@ class Recorder:
                 for statistic, value in zip(semconv.VALUE_STATISTICS, quantiles + [float(values.mean())]):
                     self._values.set(value, {**attrs, semconv.ML_STATISTIC: statistic})
             return
-        budget = self._settings.output_sample_size
-        if key.output != OUT_PROBA or budget == 0:
-            return
         arrays = [_as_float(out) for out in outputs]
-        samples = [a.max(axis=1) for a in arrays if a.ndim == 2 and a.shape[1] > 0]
+        arrays = [a for a in arrays if a.ndim == 2 and a.shape[1] > 0]
+        if key.output == OUT_LOGITS:  # (batch, classes) scores: argmax classes, softmax confidence
+            if arrays:
+                self._record_labels(key, attrs, [a.argmax(axis=1) for a in arrays])
+            arrays = [_probabilities(a) for a in arrays]
+        elif key.output != OUT_PROBA:
+            return
+        budget = self._settings.output_sample_size
+        if budget == 0:
+            return
+        samples = [a.max(axis=1) for a in arrays]
         if not samples:
             return
         values = np.concatenate(samples)
@@ -338,3 +369,54 @@ class Recorder:
         record = self._proba.record
         for value in values.tolist():
             record(value, attrs)
+
+    def _record_labels(self, key: MetricKey, attrs: dict[str, Any], labels: list[np.ndarray]) -> None:
+        seen = self._labels.setdefault(key, set())
+        cap = self._settings.max_class_labels
+        merged: dict[str, int] = {}
+        for label, count in _count_labels(labels).items():
+            if label not in seen:
+                if len(seen) >= cap:
+                    label = semconv.OTHER
+                else:
+                    seen.add(label)
+            merged[label] = merged.get(label, 0) + count
+        for label, count in merged.items():
+            self._classes.add(count, {**attrs, semconv.ML_PREDICTION_CLASS: label})
+
+
+# One recorder per meter provider, shared by the instrumentors that use it: the OpenTelemetry
+# SDK keeps the first instrument registered under a name (with its callback), so a second
+# recorder on the same provider would be unreachable at collection time.
+_recorders: dict[Any, tuple[Any, Recorder]] = {}
+_recorders_lock = threading.Lock()
+
+
+def acquire_recorder(meter: Meter, meter_provider: Any, settings: Settings) -> Recorder:
+    key = "global" if meter_provider is None else id(meter_provider)
+    with _recorders_lock:
+        entry = _recorders.get(key)
+        if entry is None or entry[0] is not meter_provider:
+            entry = _recorders[key] = (meter_provider, Recorder(meter, settings))
+        recorder = entry[1]
+        if recorder._users == 0:
+            recorder.start(settings)
+        recorder._users += 1
+        return recorder
+
+
+def release_recorder(recorder: Recorder, timeout_millis: float = 30_000) -> bool:
+    with _recorders_lock:
+        recorder._users = max(0, recorder._users - 1)
+        if recorder._users:
+            return recorder.flush()
+    return recorder.shutdown(timeout_millis)
+
+
+def _reinit_lock_in_child() -> None:
+    global _recorders_lock
+    _recorders_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_lock_in_child)

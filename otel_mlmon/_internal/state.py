@@ -9,18 +9,31 @@ never writes into the model (scikit-learn checks that ``predict`` leaves ``__dic
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from otel_mlmon import semconv
 from otel_mlmon.model_info import get_model_info
 
-CLASSIFIER = "classifier"
-REGRESSOR = "regressor"
-
 # What the recorder does with a call's output.
 OUT_LABELS = "labels"  # classifier predict: class counts
 OUT_PROBA = "proba"  # predict_proba: probability of the predicted class
-OUT_VALUES = "values"  # regressor predict: value histogram
+OUT_VALUES = "values"  # regressor predict: value summary
+OUT_LOGITS = "logits"  # (batch, classes) scores of a classification module: argmax + confidence
+
+
+class Adapter(Protocol):
+    """What the shared hot path needs to know about one framework. Every method is O(1)."""
+
+    name: str
+
+    def describe(self, model: Any, operation: str) -> tuple[str | None, dict[str, Any]]:
+        """Once per model and operation: the output mode and extra static span attributes."""
+
+    def inputs(self, args: tuple, kwargs: dict, attributes: dict[str, Any]) -> int | None:
+        """Per call: add input attributes (batch size ...) and return the row count."""
+
+    def snapshot(self, result: Any, mode: str) -> Any:
+        """Per call: what the recorder reads for output statistics, or None."""
 
 
 class MetricKey(NamedTuple):
@@ -40,57 +53,52 @@ class OpInfo(NamedTuple):
 
 
 class ModelState:
-    __slots__ = ("ref", "name", "version", "class_name", "framework", "kind", "ops")
+    __slots__ = ("ref", "name", "version", "class_name", "task", "adapter", "ops")
 
-    def __init__(self, model: Any, framework: str, kind_of: Callable[[Any], str | None]) -> None:
+    def __init__(self, model: Any, adapter: Adapter) -> None:
         info = get_model_info(model)
         cls = type(model)
         self.ref: weakref.ref | None = None
         self.name = info.name or cls.__name__
         self.version = info.version
+        self.task = info.task
         self.class_name = f"{cls.__module__}.{cls.__qualname__}"
-        self.framework = framework
-        try:
-            self.kind = kind_of(model)
-        except Exception:  # noqa: BLE001 - a model's tag machinery may fail; the kind is optional
-            self.kind = None
+        self.adapter = adapter
         self.ops: dict[str, OpInfo] = {}
 
-    def op(self, operation: str) -> OpInfo:
+    def op(self, operation: str, model: Any) -> OpInfo:
         info = self.ops.get(operation)
         if info is None:
-            info = self.ops[operation] = self._build(operation)
+            info = self.ops[operation] = self._build(operation, model)
         return info
 
-    def _build(self, operation: str) -> OpInfo:
+    def _build(self, operation: str, model: Any) -> OpInfo:
         attributes: dict[str, Any] = {
             semconv.ML_MODEL_NAME: self.name,
             semconv.ML_MODEL_CLASS: self.class_name,
-            semconv.ML_FRAMEWORK: self.framework,
+            semconv.ML_FRAMEWORK: self.adapter.name,
             semconv.ML_OPERATION: operation,
         }
         if self.version is not None:
             attributes[semconv.ML_MODEL_VERSION] = self.version
-        output = None
-        if operation == "predict_proba":
-            output = OUT_PROBA
-        elif operation == "predict" and self.kind == CLASSIFIER:
-            output = OUT_LABELS
-        elif operation == "predict" and self.kind == REGRESSOR:
-            output = OUT_VALUES
-        key = MetricKey(self.name, self.version, self.framework, operation, output)
+        try:
+            output, extra = self.adapter.describe(model, operation)
+        except Exception:  # noqa: BLE001 - a model's tag machinery may fail; all of this is optional
+            output, extra = None, {}
+        attributes.update(extra)
+        key = MetricKey(self.name, self.version, self.adapter.name, operation, output)
         return OpInfo(f"{operation} {self.name}", attributes, key)
 
 
 _STATES: dict[int, ModelState] = {}
 
 
-def state_of(model: Any, framework: str, kind_of: Callable[[Any], str | None]) -> ModelState:
+def state_of(model: Any, adapter: Adapter) -> ModelState:
     """The cached state of ``model``, built on first use."""
     state = _STATES.get(id(model))
     if state is not None and state.ref is not None and state.ref() is model:
         return state
-    state = ModelState(model, framework, kind_of)
+    state = ModelState(model, adapter)
     key = id(model)
 
     def _evict(ref: weakref.ref, key: int = key) -> None:

@@ -24,12 +24,21 @@ import threading
 import types
 from typing import Any, Collection
 
+import numpy as np
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from otel_mlmon._internal.config import KNOWN_OPERATIONS, Settings
-from otel_mlmon._internal.monitor import Holder, Monitor, inference_wrapper, is_wrapper, training_wrapper
-from otel_mlmon._internal.state import CLASSIFIER, REGRESSOR
+from otel_mlmon._internal.monitor import (
+    Holder,
+    Monitor,
+    inference_wrapper,
+    is_wrapper,
+    shape_of_first_argument,
+    training_wrapper,
+)
+from otel_mlmon._internal.recorder import snapshot_array
+from otel_mlmon._internal.state import OUT_LABELS, OUT_PROBA, OUT_VALUES
 from otel_mlmon.package import _instruments_sklearn
 
 _logger = logging.getLogger(__name__)
@@ -38,14 +47,28 @@ TRAINING_METHODS = ("fit", "partial_fit", "fit_transform", "fit_predict")
 FRAMEWORK = "sklearn"
 
 
-def _kind_of(model: Any) -> str | None:
-    from sklearn.base import is_classifier, is_regressor  # noqa: PLC0415 - loaded by then
+class _SklearnAdapter:
+    name = FRAMEWORK
 
-    if is_classifier(model):
-        return CLASSIFIER
-    if is_regressor(model):
-        return REGRESSOR
-    return None
+    @staticmethod
+    def describe(model: Any, operation: str) -> tuple[str | None, dict[str, Any]]:
+        from sklearn.base import is_classifier, is_regressor  # noqa: PLC0415 - imported by then
+
+        if operation == "predict_proba":
+            return OUT_PROBA, {}
+        if operation == "predict" and is_classifier(model):
+            return OUT_LABELS, {}
+        if operation == "predict" and is_regressor(model):
+            return OUT_VALUES, {}
+        return None, {}
+
+    inputs = staticmethod(shape_of_first_argument)
+
+    @staticmethod
+    def snapshot(result: Any, mode: str) -> Any:
+        # Plain arrays only: tuples (``return_std=True``) and lists of per-output arrays
+        # (multi-output ``predict_proba``) are not predictions alone.
+        return snapshot_array(result) if type(result) is np.ndarray else None
 
 
 def _subclasses(root: type) -> list[type]:
@@ -176,7 +199,7 @@ class SklearnInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs: Any) -> None:
         settings = Settings.resolve(kwargs)
         self._holder.monitor = Monitor(
-            FRAMEWORK, settings, _kind_of,
+            _SklearnAdapter(), settings,
             tracer_provider=kwargs.get("tracer_provider"), meter_provider=kwargs.get("meter_provider"),
         )  # fmt: skip
         patcher = self._patcher = _Patcher(self._holder)
