@@ -76,7 +76,7 @@ class Monitor:
         self.capture_message = settings.capture_exception_message
         self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider)
         meter = get_meter(_SCOPE, __version__, meter_provider)
-        self.recorder = acquire_recorder(meter, meter_provider, settings)
+        self.recorder = acquire_recorder(meter, meter_provider, settings, adapter.name)
         self.resources = register_resource_metrics(meter, meter_provider, settings)
 
     def shutdown(self, timeout_millis: float = 30_000) -> bool:

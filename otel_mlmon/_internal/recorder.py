@@ -116,6 +116,7 @@ class Recorder:
 
     def __init__(self, meter: Meter, settings: Settings) -> None:
         self._configure(settings)
+        self._framework_settings: dict[str, Settings] = {}
         self._users = 0
         self._queue: deque[Record] = deque()
         self._rng = np.random.default_rng(0x6D6C6D6F6E)
@@ -356,7 +357,7 @@ class Recorder:
             arrays = [_probabilities(a) for a in arrays]
         elif key.output != OUT_PROBA:
             return
-        budget = self._settings.output_sample_size
+        budget = self._framework_settings.get(key.framework, self._settings).output_sample_size
         if budget == 0:
             return
         samples = [a.max(axis=1) for a in arrays]
@@ -372,7 +373,7 @@ class Recorder:
 
     def _record_labels(self, key: MetricKey, attrs: dict[str, Any], labels: list[np.ndarray]) -> None:
         seen = self._labels.setdefault(key, set())
-        cap = self._settings.max_class_labels
+        cap = self._framework_settings.get(key.framework, self._settings).max_class_labels
         merged: dict[str, int] = {}
         for label, count in _count_labels(labels).items():
             if label not in seen:
@@ -392,7 +393,9 @@ _recorders: dict[Any, tuple[Any, Recorder]] = {}
 _recorders_lock = threading.Lock()
 
 
-def acquire_recorder(meter: Meter, meter_provider: Any, settings: Settings) -> Recorder:
+def acquire_recorder(meter: Meter, meter_provider: Any, settings: Settings, framework: str) -> Recorder:
+    """The provider's recorder. Queue, flush and model-cap settings come from the first
+    instrumentor that starts it; output-statistics settings apply per framework."""
     key = "global" if meter_provider is None else id(meter_provider)
     with _recorders_lock:
         entry = _recorders.get(key)
@@ -401,6 +404,7 @@ def acquire_recorder(meter: Meter, meter_provider: Any, settings: Settings) -> R
         recorder = entry[1]
         if recorder._users == 0:
             recorder.start(settings)
+        recorder._framework_settings[framework] = settings
         recorder._users += 1
         return recorder
 

@@ -56,8 +56,10 @@ class ModelState:
     __slots__ = ("ref", "name", "version", "class_name", "task", "adapter", "ops")
 
     def __init__(self, model: Any, adapter: Adapter) -> None:
-        info = get_model_info(model)
-        cls = type(model)
+        # A torch.compile wrapper (OptimizedModule) is named after the module it compiled.
+        target = getattr(model, "_orig_mod", model)
+        info = get_model_info(target)
+        cls = type(target)
         self.ref: weakref.ref | None = None
         self.name = info.name or cls.__name__
         self.version = info.version
