@@ -34,6 +34,7 @@ from otel_mlmon import semconv  # noqa: E402
 
 PROJECT = HERE.parent
 APP = HERE / "apps" / "iris_app.py"
+TORCH_APP = HERE / "apps" / "torch_app.py"
 MARKER_HARNESS = HERE / "apps" / "with_marker_span.py"
 SCOPE = "otel_mlmon"
 
@@ -104,13 +105,30 @@ def installed_venv(tmp_path_factory) -> Path:
     _run([sys.executable, "-m", "venv", str(venv)], timeout=VENV_TIMEOUT, env=env)
     python = venv / "bin" / "python"
     _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-          str(source)], timeout=INSTALL_TIMEOUT, env=env, cwd=root)
+          f"{source}[sklearn]"], timeout=INSTALL_TIMEOUT, env=env, cwd=root)
     _run([str(python), "-m", "pip", "check"], timeout=60, env=env, cwd=root)
     return venv
 
 
-def _run_instrumented(venv: Path, col: Collector, cwd: Path, *, protocol: str, service: str,
-                      command: list[str], extra_env: dict[str, str] | None = None):
+@pytest.fixture(scope="session")
+def torch_only_venv(tmp_path_factory) -> Path:
+    """A new venv with the project and PyTorch (the local CPU build), without scikit-learn."""
+    root = tmp_path_factory.mktemp("fresh-install-torch")
+    source = root / "otel-mlmon-src"
+    shutil.copytree(PROJECT, source, ignore=_COPY_IGNORE)
+    venv = root / "venv"
+    env = _clean_env()
+    _run([sys.executable, "-m", "venv", str(venv)], timeout=VENV_TIMEOUT, env=env)
+    python = venv / "bin" / "python"
+    _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+          str(source), "torch==2.13.0"], timeout=INSTALL_TIMEOUT, env=env, cwd=root)
+    _run([str(python), "-m", "pip", "check"], timeout=60, env=env, cwd=root)
+    return venv
+
+
+def _run_cli(venv: Path, col: Collector, cwd: Path, *, protocol: str, service: str,
+             command: list[str], extra_env: dict[str, str] | None = None, installed: bool = True):
+    """Run ``opentelemetry-instrument python <command>``; returns (process, JSON report)."""
     """``<venv>/bin/opentelemetry-instrument python ...`` pointed at ``col``; returns the run."""
     env = _clean_env()
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"  # `python` is the venv's
@@ -131,8 +149,16 @@ def _run_instrumented(venv: Path, col: Collector, cwd: Path, *, protocol: str, s
     assert "Failed to auto initialize" not in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    # The installed copy ran, not the working tree.
-    assert Path(report["otel_mlmon_file"]).is_relative_to(venv), report["otel_mlmon_file"]
+    if installed:  # the installed copy ran, not the working tree
+        assert Path(report["otel_mlmon_file"]).is_relative_to(venv), report["otel_mlmon_file"]
+    return proc, report
+
+
+def _run_instrumented(venv: Path, col: Collector, cwd: Path, *, protocol: str, service: str,
+                      command: list[str], extra_env: dict[str, str] | None = None):
+    """The iris app (or a harness around it) under the CLI; checks the calls it reports."""
+    proc, report = _run_cli(venv, col, cwd, protocol=protocol, service=service, command=command,
+                            extra_env=extra_env)
     calls = [(c["model"], c["operation"], c["rows"], c["columns"], c.get("error")) for c in report["calls"]]
     assert calls == APP_CALLS
     return proc, report
@@ -421,3 +447,55 @@ def test_programmatic_otlp_grpc(tmp_path):
         _check_metrics(col, calls, versions, {"programmatic-model": [str(v) for v in labels]}, service)
         _assert_no_feature_values(col, X[45:55].ravel().tolist() + X[:3].ravel().tolist()
                                   + X[100:102].ravel().tolist() + X[:1, :2].ravel().tolist())
+
+
+@pytest.mark.torch
+def test_zero_code_torch_only_environment(torch_only_venv, tmp_path):
+    """Only PyTorch installed (no scikit-learn): the CLI still instruments, through the torch
+    entry point; the scikit-learn instrumentor stays idle."""
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    with Collector(tmp_path / "collector") as col:
+        _, report = _run_cli(torch_only_venv, col, workdir, protocol="grpc", service="torch-app",
+                             command=[str(TORCH_APP)])
+        assert report["sklearn_installed"] is False
+        calls = report["calls"]
+        col.wait_for(lambda c: sum(p["count"] for p in _latest(c, semconv.INFERENCE_DURATION.name)) == len(calls),
+                     timeout=COLLECTOR_TIMEOUT)  # fmt: skip
+        time.sleep(0.5)
+        spans = _ml_spans(col)
+        assert [s["name"] for s in spans] == ["forward tabular-mlp"] * len(calls)  # no training spans
+        for span, call in zip(spans, calls):
+            attrs = span["attributes"]
+            assert attrs[semconv.ML_FRAMEWORK] == "torch"
+            assert attrs[semconv.ML_MODEL_VERSION] == "7"
+            assert attrs[semconv.ML_BATCH_SIZE] == call["rows"]
+            assert attrs[semconv.ML_INPUT_SHAPE] == [call["rows"], 8 if call["error"] is None else 5]
+            assert attrs[semconv.ML_INPUT_DTYPE] == "float32"
+            assert attrs[semconv.ML_INPUT_DEVICE] == "cpu"
+            assert attrs[semconv.ML_MODEL_PARAMETER_COUNT] == report["parameters"]
+            assert (span["status_code"] == "ERROR") == (call["error"] is not None)
+            assert span["resource"]["service.name"] == "torch-app"
+        rows = {p["attributes"].get(semconv.ERROR_TYPE): p["value"] for p in _latest(col, semconv.INFERENCE_ROW_COUNT.name)}
+        assert rows == {None: sum(c["rows"] for c in calls if c["error"] is None)}
+        classes = {p["attributes"][semconv.ML_PREDICTION_CLASS]: p["value"]
+                   for p in _latest(col, semconv.PREDICTION_CLASS_COUNT.name)}  # fmt: skip
+        assert classes == {str(k): v for k, v in Counter(report["argmax"]).items()}
+        (memory,) = _latest(col, semconv.PROCESS_MEMORY_USAGE.name)
+        assert memory["unit"] == "By" and memory["value"] > 50 * 2**20
+
+
+@pytest.mark.torch
+def test_zero_code_both_frameworks_installed(tmp_path):
+    """This test environment has scikit-learn and PyTorch: both entry points load, the torch
+    app is traced once per inference call."""
+    venv = Path(sys.executable).parent.parent
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    with Collector(tmp_path / "collector") as col:
+        _, report = _run_cli(venv, col, workdir, protocol="http/protobuf", service="both",
+                             command=[str(TORCH_APP)], installed=False)
+        assert report["sklearn_installed"] is True
+        n = len(report["calls"])
+        col.wait_for(lambda c: len(_ml_spans(c)) == n, timeout=COLLECTOR_TIMEOUT)
+        assert {s["attributes"][semconv.ML_FRAMEWORK] for s in _ml_spans(col)} == {"torch"}

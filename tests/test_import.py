@@ -29,3 +29,27 @@ print([s.name for s in exporter.get_finished_spans()])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['predict DecisionTreeClassifier']"
+
+
+def test_torch_instrumentor_without_torch_is_idle():
+    code = """
+import sys
+
+class NoTorch:  # `import torch` fails, as in an environment without it
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, NoTorch())
+from otel_mlmon import TorchInstrumentor, SklearnInstrumentor
+TorchInstrumentor().instrument()
+SklearnInstrumentor().instrument()
+from sklearn.tree import DecisionTreeClassifier
+DecisionTreeClassifier().fit([[0], [1]], [0, 1]).predict([[0]])
+TorchInstrumentor().uninstrument()
+assert "torch" not in sys.modules
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok" and "Traceback" not in proc.stderr
