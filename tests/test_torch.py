@@ -223,3 +223,38 @@ def test_sklearn_estimator_inside_torch_forward_is_nested(tt):
 
     Hybrid().eval()(torch.zeros(2, 1))
     assert names(tt) == ["forward Hybrid"]
+
+
+def test_detail_spans_for_submodules(make_tt):
+    session = make_tt(detail_spans=True)
+    make_net().eval()(torch.randn(2, 4))
+    spans = session.spans()
+    top = [s for s in spans if s.parent is None]
+    assert [s.name for s in top] == ["forward Net"]
+    children = {s.name for s in spans if s.parent is not None}
+    assert {"forward Sequential", "forward Linear", "forward ReLU"} <= children
+    assert [p.count for *_, p in session.points(semconv.INFERENCE_DURATION.name)] == [1]
+
+
+def test_threads_lose_no_counts(tt):
+    import threading
+
+    net = make_net().eval()
+    n_threads, calls = 8, 250
+    barrier = threading.Barrier(n_threads)
+
+    def work():
+        barrier.wait()
+        with torch.no_grad():
+            for _ in range(calls):
+                net(torch.randn(3, 4))
+
+    threads = [threading.Thread(target=work) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (_, _, _, duration), = tt.points(semconv.INFERENCE_DURATION.name)
+    (_, _, _, rows), = tt.points(semconv.INFERENCE_ROW_COUNT.name)
+    assert duration.count == n_threads * calls and rows.value == 3 * n_threads * calls
+    assert len(tt.spans()) == n_threads * calls
