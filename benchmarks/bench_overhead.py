@@ -64,12 +64,17 @@ def make_cases():
     ]
 
 
-def run(rounds: int, calls: int, sampler_name: str) -> list[dict]:
+def make_providers(sampler_name: str):
+    """Tracer provider (batch processor, discarding exporter), its processor, meter provider."""
     sampler = ALWAYS_ON if sampler_name == "always_on" else TraceIdRatioBased(0.1)
     tracer_provider = TracerProvider(sampler=sampler)
     span_processor = BatchSpanProcessor(DiscardExporter(), max_queue_size=65536)
     tracer_provider.add_span_processor(span_processor)
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return tracer_provider, span_processor, MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+
+def run(rounds: int, calls: int, sampler_name: str) -> list[dict]:
+    tracer_provider, span_processor, meter_provider = make_providers(sampler_name)
     tracer = tracer_provider.get_tracer("hand-written")
     meter = meter_provider.get_meter("hand-written")
     histogram = meter.create_histogram("predict.duration", unit="s")

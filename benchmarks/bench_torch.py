@@ -16,23 +16,14 @@ import sys
 from time import perf_counter
 
 import torch
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, TraceIdRatioBased
 from torch import nn
 
 import otel_mlmon
-from bench_overhead import DiscardExporter
+from bench_overhead import make_providers
 
 
 def run(rounds: int, calls: int, sampler_name: str) -> list[dict]:
-    sampler = ALWAYS_ON if sampler_name == "always_on" else TraceIdRatioBased(0.1)
-    tracer_provider = TracerProvider(sampler=sampler)
-    span_processor = BatchSpanProcessor(DiscardExporter(), max_queue_size=65536)
-    tracer_provider.add_span_processor(span_processor)
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tracer_provider, span_processor, meter_provider = make_providers(sampler_name)
     tracer = tracer_provider.get_tracer("hand-written")
     histogram = meter_provider.get_meter("hand-written").create_histogram("forward.duration", unit="s")
     instrumentor = otel_mlmon.TorchInstrumentor()

@@ -89,41 +89,37 @@ def _clean_env() -> dict[str, str]:
             and k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
 
 
-@pytest.fixture(scope="session")
-def installed_venv(tmp_path_factory) -> Path:
-    """A new venv with ``pip install <project>``: a real, non-editable install, built once.
+def _fresh_venv(tmp_path_factory, label: str, *requirements: str) -> Path:
+    """A new venv with ``pip install <project copy> <requirements>``: a real, non-editable install.
 
     The project is copied first (without .venv, build/, *.egg-info, .git), so that the
     setuptools in-tree build neither writes into the working tree nor picks up stale files
     from an old ``build/`` directory. pip's configuration and cache are used as they are.
     """
-    root = tmp_path_factory.mktemp("fresh-install")
+    root = tmp_path_factory.mktemp(label)
     source = root / "otel-mlmon-src"
     shutil.copytree(PROJECT, source, ignore=_COPY_IGNORE)
     venv = root / "venv"
     env = _clean_env()
     _run([sys.executable, "-m", "venv", str(venv)], timeout=VENV_TIMEOUT, env=env)
     python = venv / "bin" / "python"
-    _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-          f"{source}[sklearn]"], timeout=INSTALL_TIMEOUT, env=env, cwd=root)
+    packages = [req.replace("{project}", str(source)) for req in requirements]
+    _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *packages],
+         timeout=INSTALL_TIMEOUT, env=env, cwd=root)
     _run([str(python), "-m", "pip", "check"], timeout=60, env=env, cwd=root)
     return venv
 
 
 @pytest.fixture(scope="session")
+def installed_venv(tmp_path_factory) -> Path:
+    """The project with its scikit-learn extra, as an application using scikit-learn has it."""
+    return _fresh_venv(tmp_path_factory, "fresh-install", "{project}[sklearn]")
+
+
+@pytest.fixture(scope="session")
 def torch_only_venv(tmp_path_factory) -> Path:
-    """A new venv with the project and PyTorch (the local CPU build), without scikit-learn."""
-    root = tmp_path_factory.mktemp("fresh-install-torch")
-    source = root / "otel-mlmon-src"
-    shutil.copytree(PROJECT, source, ignore=_COPY_IGNORE)
-    venv = root / "venv"
-    env = _clean_env()
-    _run([sys.executable, "-m", "venv", str(venv)], timeout=VENV_TIMEOUT, env=env)
-    python = venv / "bin" / "python"
-    _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-          str(source), "torch==2.13.0"], timeout=INSTALL_TIMEOUT, env=env, cwd=root)
-    _run([str(python), "-m", "pip", "check"], timeout=60, env=env, cwd=root)
-    return venv
+    """The project and PyTorch (the local CPU build), without scikit-learn."""
+    return _fresh_venv(tmp_path_factory, "fresh-install-torch", "{project}", "torch==2.13.0")
 
 
 def _run_cli(venv: Path, col: Collector, cwd: Path, *, protocol: str, service: str,
