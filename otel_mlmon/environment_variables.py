@@ -102,3 +102,69 @@ caller never waits (the span covers the CPU-side launch only); ``sync`` calls
 ``torch.cuda.synchronize()`` after each call, so span and metric include the GPU work at the
 cost of the CPU/GPU overlap; ``none`` measures the CPU side only.
 """
+
+OTEL_MLMON_ANOMALY_DETECTION = "OTEL_MLMON_ANOMALY_DETECTION"
+"""
+.. envvar:: OTEL_MLMON_ANOMALY_DETECTION
+
+``true`` runs the streaming detectors on every top-level call's signals (latency, batch size,
+error rate) before its span ends; an anomalous call's span carries ``ml.anomaly.*`` attributes
+and is counted in ``ml.anomaly.count``. Default: ``true``.
+"""
+
+OTEL_MLMON_ANOMALY_SIGNALS = "OTEL_MLMON_ANOMALY_SIGNALS"
+"""
+.. envvar:: OTEL_MLMON_ANOMALY_SIGNALS
+
+Comma-separated per-call signals watched: ``latency``, ``batch_size``, ``error_rate``.
+Default: ``latency,batch_size,error_rate``.
+"""
+
+OTEL_MLMON_ANOMALY_THRESHOLD = "OTEL_MLMON_ANOMALY_THRESHOLD"
+"""
+.. envvar:: OTEL_MLMON_ANOMALY_THRESHOLD
+
+Score in (0, 1) above which a detector's verdict is "anomalous". Default: empty, each
+detector's own default threshold.
+"""
+
+OTEL_MLMON_ANOMALY_PROCESSOR = "OTEL_MLMON_ANOMALY_PROCESSOR"
+"""
+.. envvar:: OTEL_MLMON_ANOMALY_PROCESSOR
+
+``true`` wraps the span processors of the SDK tracer provider in
+``AnomalyDetectionSpanProcessor`` when an instrumentor is instrumented (this is how it is
+installed under ``opentelemetry-instrument``). Default: ``true``.
+"""
+
+OTEL_MLMON_SAMPLING_RATIO = "OTEL_MLMON_SAMPLING_RATIO"
+"""
+.. envvar:: OTEL_MLMON_SAMPLING_RATIO
+
+Share of normal spans that ``AnomalyDetectionSpanProcessor`` passes on to the exporter; every
+anomalous and every error span is always passed on. Default: ``1.0`` (nothing dropped).
+"""
+
+OTEL_MLMON_ALERT_COOLDOWN = "OTEL_MLMON_ALERT_COOLDOWN"
+"""
+.. envvar:: OTEL_MLMON_ALERT_COOLDOWN
+
+Seconds without anomalies after which the next anomaly of the same model and signal opens a
+new incident (and a new alert). Default: ``300``.
+"""
+
+OTEL_MLMON_ALERT_WEBHOOK_URL = "OTEL_MLMON_ALERT_WEBHOOK_URL"
+"""
+.. envvar:: OTEL_MLMON_ALERT_WEBHOOK_URL
+
+When set, every alert is POSTed there as JSON (bounded retry, never blocking the model call).
+Default: empty (no webhook).
+"""
+
+OTEL_MLMON_ALERT_LOGS = "OTEL_MLMON_ALERT_LOGS"
+"""
+.. envvar:: OTEL_MLMON_ALERT_LOGS
+
+``true`` emits one OpenTelemetry log record (severity WARN, with the span's trace and span
+ids) per alert. Default: ``true``.
+"""

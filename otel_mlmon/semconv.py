@@ -57,6 +57,49 @@ ML_INPUT_DEVICE = "ml.input.device"
 ML_MODEL_PARAMETER_COUNT = "ml.model.parameter_count"
 """PyTorch: number of parameters of the module (computed once per module)."""
 
+ML_ANOMALY = "ml.anomaly"
+"""``true`` on the span of a call whose signal a detector found anomalous (absent otherwise)."""
+
+ML_ANOMALY_SCORE = "ml.anomaly.score"
+"""The detector's score in [0, 1] for that signal (higher = more anomalous)."""
+
+ML_ANOMALY_SIGNAL = "ml.anomaly.signal"
+"""Which signal was anomalous: ``latency``, ``batch_size``, ``error_rate`` ..."""
+
+ML_ANOMALY_DETECTOR = "ml.anomaly.detector"
+"""The detector class that gave the verdict, e.g. ``DefaultDetector``."""
+
+ML_SAMPLING_DECISION = "ml.sampling.decision"
+"""``AnomalyDetectionSpanProcessor``'s decision for a span: ``kept`` or ``dropped``."""
+
+ML_SAMPLING_REASON = "ml.sampling.reason"
+"""Why: ``anomaly``, ``error`` or ``ratio`` (a normal span, sampled by the ratio)."""
+
+ML_FEATURE_NAME = "ml.feature.name"
+"""Input feature (DataFrame column, else ``x0``, ``x1`` ...); ``_output`` for the model's output.
+Capped per model: features beyond the cap are reported as ``_other``."""
+
+ML_DRIFT_METHOD = "ml.drift.method"
+"""Drift statistic: ``psi``, ``jensen_shannon``, ``ks``, ``wasserstein``, ``chi_square``."""
+
+ML_DRIFT_BIN = "ml.drift.bin"
+"""Index of a reference bin (numeric: quantile bin; categorical: top-K slot, ``K`` = other)."""
+
+ML_DATA_QUALITY_ISSUE = "ml.data_quality.issue"
+"""Kind of data-quality event: ``missing``, ``nan``, ``inf``, ``out_of_range``,
+``unseen_category``, ``schema_change``."""
+
+ML_QUALITY_METRIC = "ml.quality.metric"
+"""Quality metric: ``accuracy``, ``precision``, ``recall``, ``f1``, ``roc_auc``, ``log_loss``,
+``fpr``, ``tpr``, ``mae``, ``rmse``, ``r2``."""
+
+ML_QUALITY_SOURCE = "ml.quality.source"
+"""``realized`` (from ground-truth labels) or ``estimated`` (label-free, confidence based)."""
+
+ML_LABEL_OUTCOME = "ml.label.outcome"
+"""What happened to a ground-truth label: ``joined``, ``unknown_id``, ``duplicate``,
+``invalid``."""
+
 CPU_MODE = "cpu.mode"
 """OpenTelemetry attribute of ``process.cpu.*``: ``user`` or ``system``."""
 
@@ -81,6 +124,10 @@ SPAN_ATTRIBUTES = (
     ML_INPUT_DTYPE,
     ML_INPUT_DEVICE,
     ML_MODEL_PARAMETER_COUNT,
+    ML_ANOMALY,
+    ML_ANOMALY_SCORE,
+    ML_ANOMALY_SIGNAL,
+    ML_ANOMALY_DETECTOR,
     ERROR_TYPE,
 )
 
@@ -150,6 +197,81 @@ MONITOR_QUEUE_SIZE = MetricSpec(
     "Per-call records waiting for the recording worker.", (),
 )  # fmt: skip
 
+ANOMALY_COUNT = MetricSpec(
+    "ml.anomaly.count", "counter", "{anomaly}",
+    "Calls whose signal a detector found anomalous (every call, sampled or not).",
+    _MODEL + (ML_ANOMALY_SIGNAL, ML_ANOMALY_DETECTOR),
+)  # fmt: skip
+SAMPLING_SPAN_COUNT = MetricSpec(
+    "ml.sampling.span.count", "observable_counter", "{span}",
+    "Spans seen by AnomalyDetectionSpanProcessor, by decision and reason.",
+    (ML_SAMPLING_DECISION, ML_SAMPLING_REASON),
+)  # fmt: skip
+ALERT_COUNT = MetricSpec(
+    "ml.alert.count", "observable_counter", "{alert}", "Alerts raised (one per incident).",
+    (ML_MODEL_NAME, ML_ANOMALY_SIGNAL),
+)  # fmt: skip
+
+# Data drift, data quality and model quality (issue: delayed ground truth). Per model, not per
+# operation: the attributes are model name and version.
+_MODEL_ONLY = (ML_MODEL_NAME, ML_MODEL_VERSION)
+DRIFT_SCORE = MetricSpec(
+    "ml.drift.score", "observable_gauge", "1",
+    "Drift of the current window against the reference profile, per feature (top-K drifting "
+    "features plus the output) and statistic. PSI/JS/Wasserstein: the statistic; ks: the KS "
+    "statistic; chi_square: the statistic divided by the window size (Cramer-style).",
+    _MODEL_ONLY + (ML_FEATURE_NAME, ML_DRIFT_METHOD),
+)  # fmt: skip
+DRIFT_P_VALUE = MetricSpec(
+    "ml.drift.p_value", "observable_gauge", "1",
+    "p-value of the KS (numeric) or chi-square (categorical) test of the current window.",
+    _MODEL_ONLY + (ML_FEATURE_NAME, ML_DRIFT_METHOD),
+)  # fmt: skip
+DRIFT_SHARE = MetricSpec(
+    "ml.drift.share", "observable_gauge", "1",
+    "Share of the model's input features whose drift is above the threshold (dataset level).",
+    _MODEL_ONLY,
+)  # fmt: skip
+DRIFT_BIN_COUNT = MetricSpec(
+    "ml.drift.bin.count", "counter", "{row}",
+    "Production rows per reference bin, per feature (top-K features); sums over replicas give "
+    "the fleet's distribution for backend-side drift.",
+    _MODEL_ONLY + (ML_FEATURE_NAME, ML_DRIFT_BIN),
+)  # fmt: skip
+DATA_QUALITY_COUNT = MetricSpec(
+    "ml.data_quality.count", "counter", "{value}",
+    "Data-quality events in inference inputs, by kind and feature (features capped).",
+    _MODEL_ONLY + (ML_FEATURE_NAME, ML_DATA_QUALITY_ISSUE),
+)  # fmt: skip
+DATA_ROW_COUNT = MetricSpec(
+    "ml.data.row.count", "counter", "{row}",
+    "Input rows profiled for drift and data quality (after row sampling).", _MODEL_ONLY,
+)  # fmt: skip
+QUALITY_SCORE = MetricSpec(
+    "ml.quality.score", "observable_gauge", "1",
+    "Model quality over the sliding window of labelled predictions (realized) or of recent "
+    "predictions (estimated, confidence based).",
+    _MODEL_ONLY + (ML_QUALITY_METRIC, ML_QUALITY_SOURCE),
+)  # fmt: skip
+LABEL_COUNT = MetricSpec(
+    "ml.label.count", "counter", "{label}",
+    "Ground-truth labels received, by outcome (joined or why rejected).",
+    _MODEL_ONLY + (ML_LABEL_OUTCOME,),
+)  # fmt: skip
+LABEL_DELAY = MetricSpec(
+    "ml.label.delay.duration", "histogram", "s",
+    "Time from prediction to its ground-truth label.", _MODEL_ONLY,
+)  # fmt: skip
+PREDICTION_PENDING = MetricSpec(
+    "ml.prediction.pending", "observable_updowncounter", "{prediction}",
+    "Predictions stored and waiting for their label (bounded by max entries and TTL).", (),
+)  # fmt: skip
+LABEL_DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86400.0, 7 * 86400.0)
+QUALITY_METRICS = (
+    DRIFT_SCORE, DRIFT_P_VALUE, DRIFT_SHARE, DRIFT_BIN_COUNT, DATA_QUALITY_COUNT, DATA_ROW_COUNT,
+    QUALITY_SCORE, LABEL_COUNT, LABEL_DELAY, PREDICTION_PENDING,
+)  # fmt: skip
+
 # Resource metrics, read at collection time. Names from the OpenTelemetry semantic conventions
 # (process.*, hw.gpu.*); PyTorch's caching-allocator reserve has no convention and is ml.*.
 PROCESS_CPU_TIME = MetricSpec(
@@ -191,4 +313,7 @@ METRICS = (
     MONITOR_ERROR_COUNT,
     MONITOR_DROPPED_COUNT,
     MONITOR_QUEUE_SIZE,
-) + RESOURCE_METRICS
+    ANOMALY_COUNT,
+    SAMPLING_SPAN_COUNT,
+    ALERT_COUNT,
+) + QUALITY_METRICS + RESOURCE_METRICS

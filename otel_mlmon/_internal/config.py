@@ -70,6 +70,52 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _ratio(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number in [0, 1], got {value!r}")
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"expected a number in [0, 1], got {value!r}")
+    return number
+
+
+def _threshold(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = _ratio(value)
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"expected a number in (0, 1), got {value!r}")
+    return number
+
+
+def _positive(value: Any) -> float:
+    number = float(value)
+    if isinstance(value, bool) or not number > 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def _url(value: Any) -> str | None:
+    text = str(value).strip()
+    if not text:
+        return None
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return text
+
+
+SIGNALS = ("latency", "batch_size", "error_rate")
+
+
+def _signals(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    unknown = [name for name in names if name not in SIGNALS]
+    if unknown:
+        raise ValueError(f"signals must be a subset of {SIGNALS}, got {value!r}")
+    return names
+
+
 # name -> (environment variable, parser, default)
 _SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
     "operations": (env.OTEL_MLMON_OPERATIONS, _parse_operations, DEFAULT_OPERATIONS),
@@ -83,6 +129,14 @@ _SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
     "resource_metrics": (env.OTEL_MLMON_RESOURCE_METRICS, _bool, True),
     "trace_training": (env.OTEL_MLMON_TRACE_TRAINING, _bool, False),
     "cuda_timing": (env.OTEL_MLMON_CUDA_TIMING, _choice("events", "sync", "none"), "events"),
+    "anomaly_detection": (env.OTEL_MLMON_ANOMALY_DETECTION, _bool, True),
+    "anomaly_signals": (env.OTEL_MLMON_ANOMALY_SIGNALS, _signals, SIGNALS),
+    "anomaly_threshold": (env.OTEL_MLMON_ANOMALY_THRESHOLD, _threshold, None),
+    "anomaly_processor": (env.OTEL_MLMON_ANOMALY_PROCESSOR, _bool, True),
+    "sampling_ratio": (env.OTEL_MLMON_SAMPLING_RATIO, _ratio, 1.0),
+    "alert_cooldown_s": (env.OTEL_MLMON_ALERT_COOLDOWN, _positive, 300.0),
+    "alert_webhook_url": (env.OTEL_MLMON_ALERT_WEBHOOK_URL, _url, None),
+    "alert_logs": (env.OTEL_MLMON_ALERT_LOGS, _bool, True),
 }
 
 
@@ -99,6 +153,14 @@ class Settings:
     resource_metrics: bool = True
     trace_training: bool = False
     cuda_timing: str = "events"
+    anomaly_detection: bool = True
+    anomaly_signals: tuple[str, ...] = SIGNALS
+    anomaly_threshold: float | None = None
+    anomaly_processor: bool = True
+    sampling_ratio: float = 1.0
+    alert_cooldown_s: float = 300.0
+    alert_webhook_url: str | None = None
+    alert_logs: bool = True
 
     @classmethod
     def resolve(cls, kwargs: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:

@@ -14,6 +14,7 @@ counted in ``ml.monitor.error.count`` and logged once.
 from __future__ import annotations
 
 import functools
+import threading
 from contextvars import ContextVar
 from time import perf_counter
 from typing import Any, Callable
@@ -27,7 +28,8 @@ from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.recorder import acquire_recorder, error_type_of, release_recorder
 from otel_mlmon._internal.resources import register_resource_metrics
-from otel_mlmon._internal.state import Adapter, forget, state_of
+from otel_mlmon._internal.signals import SignalWatch
+from otel_mlmon._internal.state import Adapter, OpInfo, forget, state_of
 from otel_mlmon.version import __version__
 
 INFERENCE = "inference"
@@ -38,6 +40,7 @@ TRAINING = "training"
 ACTIVE: ContextVar[str | None] = ContextVar("otel_mlmon_active", default=None)
 
 _INTERNAL = SpanKind.INTERNAL
+_MAX_WATCHES = 1000  # detector sets per process (model x operation); bounded like everything else
 _SCOPE = "otel_mlmon"
 
 def shape_of_first_argument(args: tuple, kwargs: dict, attributes: dict[str, Any]) -> int | None:
@@ -77,6 +80,16 @@ class Monitor:
         self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider)
         meter = get_meter(_SCOPE, __version__, meter_provider)
         self.recorder = acquire_recorder(meter, meter_provider, settings, adapter.name)
+        self.anomaly_detection = settings.anomaly_detection
+        self._watches: dict[Any, SignalWatch] = {}
+        self._watches_lock = threading.Lock()
+        if settings.anomaly_processor:
+            try:
+                from otel_mlmon.anomaly.processor import install  # noqa: PLC0415
+
+                install(tracer_provider, settings, meter_provider)
+            except Exception as exc:  # noqa: BLE001 - tracing goes on without it
+                self.recorder.internal_error("anomaly_processor", exc)
         self.resources = register_resource_metrics(meter, meter_provider, settings)
 
     def shutdown(self, timeout_millis: float = 30_000) -> bool:
@@ -140,12 +153,50 @@ class Monitor:
             self.recorder.internal_error("cuda_timing", exc)
             return duration
 
+    def _watch(self, info: OpInfo) -> SignalWatch | None:
+        """The detectors of this model and operation (shared by instances of one name)."""
+        watch = info.watch
+        if watch is None and self.anomaly_detection:
+            with self._watches_lock:
+                watch = self._watches.get(info.key)
+                if watch is None:
+                    if len(self._watches) >= _MAX_WATCHES:
+                        return None
+                    watch = self._watches[info.key] = SignalWatch(self.settings.anomaly_signals, self._make_detector)
+            info.watch = watch
+        return watch
+
+    def _make_detector(self) -> Any:
+        from otel_mlmon.anomaly import default_detector  # noqa: PLC0415 - loaded on first use
+
+        detector = default_detector()
+        if self.settings.anomaly_threshold is not None:
+            detector.threshold = self.settings.anomaly_threshold
+        return detector
+
+    def _judge(self, span, info: OpInfo, duration: Any, rows: int | None, failed: bool):
+        """Run the detectors; annotate the span (before it ends) when a signal is anomalous."""
+        watch = info.watch if info.watch is not None else self._watch(info)
+        if watch is None:
+            return None
+        try:
+            verdict = watch.observe(duration, rows, failed)
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.internal_error("anomaly_detection", exc)
+            return None
+        if verdict is not None:
+            signal, detector, score = verdict
+            span.set_attributes({semconv.ML_ANOMALY: True, semconv.ML_ANOMALY_SCORE: score,
+                                 semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: detector})  # fmt: skip
+        return verdict
+
     def finish(self, span, info, rows, result: Any, duration: Any) -> None:
         try:
+            verdict = self._judge(span, info, duration, rows, False)
             span.end()
             mode = info.key.output
             output = None if mode is None else self.adapter.snapshot(result, mode)
-            self.recorder.submit((info.key, duration, rows, None, output))
+            self.recorder.submit((info.key, duration, rows, None, output, verdict))
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("finish", exc)
 
@@ -159,8 +210,9 @@ class Monitor:
             else:
                 span.add_event("exception", {"exception.type": etype})
                 span.set_status(Status(StatusCode.ERROR, etype))
+            verdict = self._judge(span, info, None, None, True)
             span.end()
-            self.recorder.submit((info.key, duration, rows, etype, None))
+            self.recorder.submit((info.key, duration, rows, etype, None, verdict))
         except Exception as internal:  # noqa: BLE001
             self.recorder.internal_error("fail", internal)
 

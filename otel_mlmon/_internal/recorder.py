@@ -39,7 +39,7 @@ def snapshot_array(result: np.ndarray) -> np.ndarray:
 
 _QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
-# record = (key, duration_s, rows, error_type, output)
+# record = (key, duration_s, rows, error_type, output, anomaly verdict or None)
 Record = tuple
 
 
@@ -177,6 +177,9 @@ class Recorder:
             s.MONITOR_ERROR_COUNT.name, unit=s.MONITOR_ERROR_COUNT.unit,
             description=s.MONITOR_ERROR_COUNT.description,
         )  # fmt: skip
+        self._anomalies = meter.create_counter(
+            s.ANOMALY_COUNT.name, unit=s.ANOMALY_COUNT.unit, description=s.ANOMALY_COUNT.description,
+        )  # fmt: skip
         self._dropped = meter.create_counter(
             s.MONITOR_DROPPED_COUNT.name, unit=s.MONITOR_DROPPED_COUNT.unit,
             description=s.MONITOR_DROPPED_COUNT.description,
@@ -297,7 +300,11 @@ class Recorder:
 
     def _record(self, records: list[Record]) -> None:
         groups: dict[MetricKey, _Aggregate] = {}
-        for key, duration, rows, error, output in records:
+        anomalies: dict[tuple, int] = {}
+        for key, duration, rows, error, output, verdict in records:
+            if verdict is not None:
+                anomaly = (key, verdict[0], verdict[1])
+                anomalies[anomaly] = anomalies.get(anomaly, 0) + 1
             agg = groups.get(key)
             if agg is None:
                 agg = groups[key] = _Aggregate()
@@ -316,6 +323,9 @@ class Recorder:
                     agg.outputs.append(output)
             else:
                 agg.failures.append((duration, error))
+        for (key, signal, detector), count in anomalies.items():
+            self._anomalies.add(count, {**self._attrs(key), semconv.ML_ANOMALY_SIGNAL: signal,
+                                        semconv.ML_ANOMALY_DETECTOR: detector})  # fmt: skip
         for key, agg in groups.items():
             attrs = self._attrs(key)
             record_duration = self._duration.record

@@ -46,10 +46,16 @@ class MetricKey(NamedTuple):
     output: str | None
 
 
-class OpInfo(NamedTuple):
-    span_name: str
-    attributes: dict[str, Any]  # static span attributes; copied per call
-    key: MetricKey
+class OpInfo:
+    """What a model's operation needs per call, computed once."""
+
+    __slots__ = ("span_name", "attributes", "key", "watch")
+
+    def __init__(self, span_name: str, attributes: dict[str, Any], key: MetricKey) -> None:
+        self.span_name = span_name
+        self.attributes = attributes  # static span attributes; copied per call
+        self.key = key
+        self.watch: Any = None  # the SignalWatch of this key, attached on first use
 
 
 class ModelState:

@@ -1,0 +1,58 @@
+"""Per-call signals watched by streaming detectors, on the hot path, before the span ends.
+
+One :class:`SignalWatch` per model and operation. Per call it updates the latency and batch
+size detectors (O(1) each) and, every ``ERROR_WINDOW`` calls, the error-rate detector with the
+window's error rate. The strongest verdict is returned so that the caller can annotate the span
+before ending it (the SDK freezes span attributes at ``end()``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+ERROR_WINDOW = 50
+
+Verdict = tuple  # (signal, detector name, score)
+
+
+class SignalWatch:
+    __slots__ = ("_lock", "_latency", "_batch", "_errors", "_calls", "_failures", "_names")
+
+    def __init__(self, signals: tuple[str, ...], make_detector: Callable[[], Any]) -> None:
+        self._lock = threading.Lock()
+        self._latency = make_detector() if "latency" in signals else None
+        self._batch = make_detector() if "batch_size" in signals else None
+        self._errors = make_detector() if "error_rate" in signals else None
+        self._calls = 0
+        self._failures = 0
+        self._names = {id(d): type(d).__name__ for d in (self._latency, self._batch, self._errors) if d}
+
+    def observe(self, duration: Any, rows: int | None, failed: bool) -> Verdict | None:
+        """Update the detectors with one call; the strongest anomalous verdict, or None."""
+        now = time.time()
+        best: Verdict | None = None
+        with self._lock:
+            detector = self._latency
+            if detector is not None and type(duration) is float:
+                score = detector.update(duration, now)
+                if detector.is_anomaly(score):
+                    best = ("latency", detector, score)
+            detector = self._batch
+            if detector is not None and rows is not None:
+                score = detector.update(rows, now)
+                if detector.is_anomaly(score) and (best is None or score > best[2]):
+                    best = ("batch_size", detector, score)
+            detector = self._errors
+            if detector is not None:
+                self._calls += 1
+                self._failures += failed
+                if self._calls == ERROR_WINDOW:
+                    score = detector.update(self._failures / ERROR_WINDOW, now)
+                    self._calls = self._failures = 0
+                    if detector.is_anomaly(score) and (best is None or score > best[2]):
+                        best = ("error_rate", detector, score)
+        if best is None:
+            return None
+        return best[0], self._names[id(best[1])], float(best[2])

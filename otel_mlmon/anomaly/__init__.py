@@ -1,0 +1,43 @@
+"""Streaming anomaly detectors and the anomaly-aware span processor.
+
+Every detector follows :class:`otel_mlmon.anomaly.base.Detector`: ``update(value, timestamp)``
+returns a score in [0, 1] (higher = more anomalous) and ``is_anomaly(score)`` compares it with
+the detector's ``threshold``. Names are imported on first use, so ``import otel_mlmon.anomaly``
+stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Detector": "otel_mlmon.anomaly.base",
+    "MultivariateDetector": "otel_mlmon.anomaly.base",
+    "StaticThresholdDetector": "otel_mlmon.anomaly.static_threshold",
+    "ZScoreDetector": "otel_mlmon.anomaly.zscore",
+    "EWMADetector": "otel_mlmon.anomaly.ewma",
+    "MADDetector": "otel_mlmon.anomaly.mad",
+    "DefaultDetector": "otel_mlmon.anomaly.default",
+    "default_detector": "otel_mlmon.anomaly.default",
+    "IsolationForestDetector": "otel_mlmon.anomaly.isolation_forest",
+    "AnomalyDetectionSpanProcessor": "otel_mlmon.anomaly.processor",
+    "Alert": "otel_mlmon.anomaly.sinks",
+    "WebhookSink": "otel_mlmon.anomaly.sinks",
+    "CallbackSink": "otel_mlmon.anomaly.sinks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_mlmon.anomaly' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

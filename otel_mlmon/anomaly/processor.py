@@ -1,0 +1,283 @@
+"""``AnomalyDetectionSpanProcessor``: anomaly-aware sampling and alerts, in the span pipeline.
+
+It wraps the exporting processor (usually a ``BatchSpanProcessor``). Every span flagged
+``ml.anomaly`` by the instrumentation and every span with ERROR status is passed on; normal
+spans are passed on at ``sampling_ratio``, decided by trace id so that a trace is kept or
+dropped whole. Decisions are counted in ``ml.sampling.span.count``. The first anomalous span of
+an incident (a model and signal with no anomaly for ``cooldown_s`` before) raises one alert,
+delivered off the calling thread to the sinks: an OpenTelemetry log record (WARN, with the
+span's trace and span ids), user callbacks, and a webhook.
+
+Contract (as for every SDK ``SpanProcessor``): ``on_end`` runs synchronously on the thread
+that ends the span, so it neither blocks nor raises; it does O(1) work under a short lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from typing import Any, Callable, Iterable, Sequence
+
+from opentelemetry import trace
+from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Observation, get_meter
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, SynchronousMultiSpanProcessor
+from opentelemetry.trace import StatusCode
+
+from otel_mlmon import semconv
+from otel_mlmon.anomaly.sinks import Alert, AlertDispatcher, CallbackSink, WebhookSink
+from otel_mlmon.version import __version__
+
+_logger = logging.getLogger("otel_mlmon")
+_TRACE_ID_MASK = (1 << 64) - 1
+_MAX_INCIDENTS = 10_000
+
+
+class LogRecordSink:
+    """Emits one OpenTelemetry log record per alert, correlated with the alerting span."""
+
+    def __init__(self, logger_provider: Any = None) -> None:
+        provider = logger_provider if logger_provider is not None else get_logger_provider()
+        self._logger = provider.get_logger("otel_mlmon", __version__)
+
+    def __call__(self, alert: Alert) -> None:
+        attributes = {semconv.ML_MODEL_NAME: alert.model, semconv.ML_ANOMALY_SIGNAL: alert.signal,
+                      semconv.ML_ANOMALY_DETECTOR: alert.detector, semconv.ML_ANOMALY_SCORE: alert.score}  # fmt: skip
+        self._logger.emit(LogRecord(
+            timestamp=int(alert.timestamp * 1e9),
+            trace_id=int(alert.trace_id, 16) if alert.trace_id else None,
+            span_id=int(alert.span_id, 16) if alert.span_id else None,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED) if alert.trace_id else None,
+            severity_text="WARN",
+            severity_number=SeverityNumber.WARN,
+            body=f"ML anomaly: {alert.signal} of model {alert.model} (score {alert.score:.3f}, {alert.detector})",
+            attributes=attributes,
+        ))  # fmt: skip
+
+
+class AnomalyDetectionSpanProcessor(SpanProcessor):
+    """Anomaly-aware sampling in front of ``processor``, plus alerts.
+
+    Args:
+        processor: the processor that exports (e.g. ``BatchSpanProcessor(OTLPSpanExporter())``).
+        sampling_ratio: share of normal spans passed on, in [0, 1]; anomalous and error spans
+            are always passed on. 1.0 (default) drops nothing.
+        cooldown_s: an incident (model, signal) closes after this long without anomalies.
+        callbacks: called with each :class:`~otel_mlmon.anomaly.sinks.Alert`, off the calling thread.
+        webhook_url: POST each alert there as JSON (bounded retry, never blocking).
+        log_alerts: emit one OpenTelemetry log record per alert.
+        meter_provider, logger_provider: default to the global ones.
+    """
+
+    def __init__(
+        self,
+        processor: SpanProcessor,
+        sampling_ratio: float = 1.0,
+        cooldown_s: float = 300.0,
+        callbacks: Sequence[Callable[[Alert], Any]] = (),
+        webhook_url: str | None = None,
+        log_alerts: bool = True,
+        meter_provider: Any = None,
+        logger_provider: Any = None,
+    ) -> None:
+        if not isinstance(sampling_ratio, (int, float)) or not 0.0 <= sampling_ratio <= 1.0:
+            raise ValueError(f"sampling_ratio must be in [0, 1], got {sampling_ratio!r}")
+        if not isinstance(cooldown_s, (int, float)) or cooldown_s <= 0:
+            raise ValueError(f"cooldown_s must be positive, got {cooldown_s!r}")
+        self.processor = processor
+        self.sampling_ratio = float(sampling_ratio)
+        self.cooldown_s = float(cooldown_s)
+        self._bound = round(self.sampling_ratio * (_TRACE_ID_MASK + 1))
+        self._lock = threading.Lock()
+        self._incidents: OrderedDict[tuple[str, str], float] = OrderedDict()
+        sinks: list[Any] = []
+        if log_alerts:
+            sinks.append(LogRecordSink(logger_provider))
+        sinks.extend(CallbackSink(fn) for fn in callbacks)
+        if webhook_url:
+            sinks.append(WebhookSink(webhook_url, cooldown_s=self.cooldown_s))
+        self._dispatcher = AlertDispatcher(sinks) if sinks else None
+        self._counts_key = _COUNTS.register(meter_provider)
+
+    # ------------------------------------------------------------------ SpanProcessor
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.processor.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        keep, reason = True, "ratio"
+        try:
+            attributes = span.attributes or {}
+            if attributes.get(semconv.ML_ANOMALY) is True:
+                reason = "anomaly"
+                self._raise_alert(span, attributes)
+            elif span.status.status_code is StatusCode.ERROR:
+                reason = "error"
+            elif self._bound <= _TRACE_ID_MASK:
+                keep = (span.context.trace_id & _TRACE_ID_MASK) < self._bound
+            _COUNTS.span(self._counts_key, keep, reason)
+        except Exception:  # noqa: BLE001 - never raise into the thread ending the span
+            _logger.debug("AnomalyDetectionSpanProcessor failed on a span", exc_info=True)
+        if keep:
+            self.processor.on_end(span)
+
+    def shutdown(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.shutdown()
+        self.processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        ok = self._dispatcher.force_flush(timeout_millis) if self._dispatcher is not None else True
+        return self.processor.force_flush(timeout_millis) and ok
+
+    # ------------------------------------------------------------------ alerts
+    def _raise_alert(self, span: ReadableSpan, attributes: Any) -> None:
+        model = str(attributes.get(semconv.ML_MODEL_NAME, ""))
+        signal = str(attributes.get(semconv.ML_ANOMALY_SIGNAL, ""))
+        now = time.time()
+        key = (model, signal)
+        with self._lock:
+            last = self._incidents.pop(key, None)
+            self._incidents[key] = now
+            if len(self._incidents) > _MAX_INCIDENTS:
+                self._incidents.popitem(last=False)
+            if last is not None and now - last < self.cooldown_s:
+                return  # the same incident goes on
+        _COUNTS.alert(self._counts_key, key)
+        if self._dispatcher is None:
+            return
+        context = span.context
+        self._dispatcher.submit(Alert(
+            key=key, model=model, signal=signal,
+            detector=str(attributes.get(semconv.ML_ANOMALY_DETECTOR, "")),
+            score=float(attributes.get(semconv.ML_ANOMALY_SCORE, 0.0)),
+            timestamp=now,
+            trace_id=format(context.trace_id, "032x"), span_id=format(context.span_id, "016x"),
+            attributes={k: attributes[k] for k in (semconv.ML_MODEL_VERSION, semconv.ML_OPERATION,
+                                                   semconv.ML_FRAMEWORK) if k in attributes},
+        ))  # fmt: skip
+
+
+class _Counts:
+    """Process-wide span-decision and alert counts, exported once per meter provider (the SDK
+    keeps the first callback registered under an instrument name, so a per-processor callback
+    would be lost when a second processor shares the provider)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spans: dict[tuple, int] = {}
+        self._alerts: dict[tuple, int] = {}
+        self._registered: set[Any] = set()
+        self._keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # provider -> key
+
+    def span(self, provider_key: Any, keep: bool, reason: str) -> None:
+        key = (provider_key, "kept" if keep else "dropped", reason)
+        with self._lock:
+            self._spans[key] = self._spans.get(key, 0) + 1
+
+    def alert(self, provider_key: Any, key: tuple[str, str]) -> None:
+        key = (provider_key, *key)
+        with self._lock:
+            self._alerts[key] = self._alerts.get(key, 0) + 1
+
+    def register(self, meter_provider: Any) -> Any:
+        """Export the counts of processors using ``meter_provider``; returns their key."""
+        with self._lock:
+            if meter_provider is None:
+                provider_key: Any = "global"
+                if provider_key in self._registered:
+                    return provider_key
+                self._registered.add(provider_key)
+            else:
+                provider_key = self._keys.get(meter_provider)
+                if provider_key is not None:
+                    return provider_key
+                provider_key = self._keys[meter_provider] = object()
+        meter = get_meter("otel_mlmon", __version__, meter_provider)
+
+        def observe_spans(options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                spans = [(k, n) for k, n in self._spans.items() if k[0] == provider_key]
+            return [Observation(n, {semconv.ML_SAMPLING_DECISION: d, semconv.ML_SAMPLING_REASON: r})
+                    for (_, d, r), n in spans]  # fmt: skip
+
+        def observe_alerts(options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                alerts = [(k, n) for k, n in self._alerts.items() if k[0] == provider_key]
+            return [Observation(n, {semconv.ML_MODEL_NAME: m, semconv.ML_ANOMALY_SIGNAL: sig})
+                    for (_, m, sig), n in alerts]  # fmt: skip
+
+        meter.create_observable_counter(
+            semconv.SAMPLING_SPAN_COUNT.name, [observe_spans], unit=semconv.SAMPLING_SPAN_COUNT.unit,
+            description=semconv.SAMPLING_SPAN_COUNT.description,
+        )  # fmt: skip
+        meter.create_observable_counter(
+            semconv.ALERT_COUNT.name, [observe_alerts], unit=semconv.ALERT_COUNT.unit,
+            description=semconv.ALERT_COUNT.description,
+        )  # fmt: skip
+        return provider_key
+
+
+_COUNTS = _Counts()
+
+
+# ---------------------------------------------------------------------- installation
+_installed: dict[int, tuple[Any, tuple, AnomalyDetectionSpanProcessor]] = {}
+_install_lock = threading.Lock()
+
+
+def install(tracer_provider: Any, settings: Any, meter_provider: Any = None) -> AnomalyDetectionSpanProcessor | None:
+    """Put an ``AnomalyDetectionSpanProcessor`` in front of the SDK provider's processors.
+
+    Used by the instrumentors (so it happens under ``opentelemetry-instrument`` too). The SDK
+    has no public way to wrap processors already added, so this reaches into the provider's
+    multi-processor; if that is not an SDK provider of the expected shape, nothing changes
+    and a debug message says so. Idempotent per provider.
+    """
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    active = getattr(provider, "_active_span_processor", None)
+    processors = getattr(active, "_span_processors", None)
+    lock = getattr(active, "_lock", None)
+    if not isinstance(processors, tuple) or lock is None:
+        _logger.debug("otel-mlmon: %r is not an SDK tracer provider; anomaly processor not installed", provider)
+        return None
+    with _install_lock, lock:
+        processors = active._span_processors  # noqa: SLF001
+        for existing in processors:
+            if isinstance(existing, AnomalyDetectionSpanProcessor):
+                return existing
+        if not processors:
+            return None
+        if len(processors) == 1:
+            inner = processors[0]
+        else:
+            inner = SynchronousMultiSpanProcessor()
+            for processor in processors:
+                inner.add_span_processor(processor)
+        wrapper = AnomalyDetectionSpanProcessor(
+            inner, sampling_ratio=settings.sampling_ratio, cooldown_s=settings.alert_cooldown_s,
+            webhook_url=settings.alert_webhook_url, log_alerts=settings.alert_logs,
+            meter_provider=meter_provider,
+        )  # fmt: skip
+        active._span_processors = (wrapper,)  # noqa: SLF001
+        _installed[id(provider)] = (provider, processors, wrapper)
+        return wrapper
+
+
+def uninstall(tracer_provider: Any) -> None:
+    """Undo :func:`install` for this provider (if its processors were not changed since)."""
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    with _install_lock:
+        entry = _installed.pop(id(provider), None)
+    if entry is None or entry[0] is not provider:
+        return
+    _, processors, wrapper = entry
+    active = provider._active_span_processor  # noqa: SLF001
+    with active._lock:  # noqa: SLF001
+        if active._span_processors == (wrapper,):  # noqa: SLF001
+            active._span_processors = processors  # noqa: SLF001
+    if wrapper._dispatcher is not None:  # noqa: SLF001
+        wrapper._dispatcher.shutdown()  # noqa: SLF001
