@@ -168,3 +168,100 @@ OTEL_MLMON_ALERT_LOGS = "OTEL_MLMON_ALERT_LOGS"
 ``true`` emits one OpenTelemetry log record (severity WARN, with the span's trace and span
 ids) per alert. Default: ``true``.
 """
+
+OTEL_MLMON_DATA_MONITORING = "OTEL_MLMON_DATA_MONITORING"
+"""
+.. envvar:: OTEL_MLMON_DATA_MONITORING
+
+``true`` profiles inference inputs and outputs (a bounded row sample per call, on the
+recording worker) for data quality and, when the model has a reference profile, drift.
+Default: ``true``.
+"""
+
+OTEL_MLMON_DRIFT_SAMPLE_ROWS = "OTEL_MLMON_DRIFT_SAMPLE_ROWS"
+"""
+.. envvar:: OTEL_MLMON_DRIFT_SAMPLE_ROWS
+
+Row-sampling budget: at most this many rows of each call's input are profiled (an evenly
+strided sample of larger batches). Default: ``256``.
+"""
+
+OTEL_MLMON_DRIFT_WINDOW_ROWS = "OTEL_MLMON_DRIFT_WINDOW_ROWS"
+"""
+.. envvar:: OTEL_MLMON_DRIFT_WINDOW_ROWS
+
+Size of the sliding window of production rows that drift is computed over. Default: ``1000``.
+"""
+
+OTEL_MLMON_DRIFT_WINDOW_SECONDS = "OTEL_MLMON_DRIFT_WINDOW_SECONDS"
+"""
+.. envvar:: OTEL_MLMON_DRIFT_WINDOW_SECONDS
+
+When set, rows older than this many seconds also leave the drift window (time-based window on
+top of the row window). Default: empty (rows only).
+"""
+
+OTEL_MLMON_DRIFT_MAX_FEATURES = "OTEL_MLMON_DRIFT_MAX_FEATURES"
+"""
+.. envvar:: OTEL_MLMON_DRIFT_MAX_FEATURES
+
+Cardinality cap: per model, drift gauges and bin counters are exported for at most this many
+features (the most drifting ones), plus the model output and the dataset drift share.
+Default: ``10``.
+"""
+
+OTEL_MLMON_PROFILE_ON_FIT = "OTEL_MLMON_PROFILE_ON_FIT"
+"""
+.. envvar:: OTEL_MLMON_PROFILE_ON_FIT
+
+``true`` builds a reference profile (features, target, training predictions) when an
+instrumented scikit-learn estimator is fitted and attaches it to the model, so that it travels
+with pickle/joblib. Default: ``true``.
+"""
+
+OTEL_MLMON_PROFILE_DIR = "OTEL_MLMON_PROFILE_DIR"
+"""
+.. envvar:: OTEL_MLMON_PROFILE_DIR
+
+Directory of reference profiles for models trained elsewhere: ``{model name}.json`` (as written
+by ``otel-mlmon profile``) is loaded for a model that carries no profile. Default: empty.
+"""
+
+OTEL_MLMON_LABEL_STORE = "OTEL_MLMON_LABEL_STORE"
+"""
+.. envvar:: OTEL_MLMON_LABEL_STORE
+
+Where predictions wait for their ground-truth labels: ``sqlite`` (persistent, survives
+restarts), ``memory`` or ``none`` (no quality metrics from labels). Default: ``sqlite``.
+"""
+
+OTEL_MLMON_LABEL_STORE_PATH = "OTEL_MLMON_LABEL_STORE_PATH"
+"""
+.. envvar:: OTEL_MLMON_LABEL_STORE_PATH
+
+File of the SQLite label store. Default: ``$XDG_CACHE_HOME/otel-mlmon/predictions.sqlite``
+(``~/.cache/...`` when ``XDG_CACHE_HOME`` is unset).
+"""
+
+OTEL_MLMON_LABEL_MAX_ENTRIES = "OTEL_MLMON_LABEL_MAX_ENTRIES"
+"""
+.. envvar:: OTEL_MLMON_LABEL_MAX_ENTRIES
+
+Bound of the pending-prediction store; the oldest predictions are evicted beyond it.
+Default: ``1000000``.
+"""
+
+OTEL_MLMON_LABEL_TTL = "OTEL_MLMON_LABEL_TTL"
+"""
+.. envvar:: OTEL_MLMON_LABEL_TTL
+
+Seconds a prediction waits for its label before it expires. Default: ``604800`` (7 days).
+"""
+
+OTEL_MLMON_QUALITY_WINDOW = "OTEL_MLMON_QUALITY_WINDOW"
+"""
+.. envvar:: OTEL_MLMON_QUALITY_WINDOW
+
+Number of most recent labelled predictions that realized quality metrics (and the
+label-free estimate) are computed over. Default: ``1000``.
+"""

@@ -116,6 +116,17 @@ def _signals(value: Any) -> tuple[str, ...]:
     return names
 
 
+def _optional_positive(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _positive(value)
+
+
+def _path(value: Any) -> str | None:
+    text = str(value).strip()
+    return text or None
+
+
 # name -> (environment variable, parser, default)
 _SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
     "operations": (env.OTEL_MLMON_OPERATIONS, _parse_operations, DEFAULT_OPERATIONS),
@@ -137,6 +148,18 @@ _SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
     "alert_cooldown_s": (env.OTEL_MLMON_ALERT_COOLDOWN, _positive, 300.0),
     "alert_webhook_url": (env.OTEL_MLMON_ALERT_WEBHOOK_URL, _url, None),
     "alert_logs": (env.OTEL_MLMON_ALERT_LOGS, _bool, True),
+    "data_monitoring": (env.OTEL_MLMON_DATA_MONITORING, _bool, True),
+    "drift_sample_rows": (env.OTEL_MLMON_DRIFT_SAMPLE_ROWS, _int_at_least(1), 256),
+    "drift_window_rows": (env.OTEL_MLMON_DRIFT_WINDOW_ROWS, _int_at_least(10), 1000),
+    "drift_window_s": (env.OTEL_MLMON_DRIFT_WINDOW_SECONDS, _optional_positive, None),
+    "drift_max_features": (env.OTEL_MLMON_DRIFT_MAX_FEATURES, _int_at_least(1), 10),
+    "profile_on_fit": (env.OTEL_MLMON_PROFILE_ON_FIT, _bool, True),
+    "profile_dir": (env.OTEL_MLMON_PROFILE_DIR, _path, None),
+    "label_store": (env.OTEL_MLMON_LABEL_STORE, _choice("sqlite", "memory", "none"), "sqlite"),
+    "label_store_path": (env.OTEL_MLMON_LABEL_STORE_PATH, _path, None),
+    "label_max_entries": (env.OTEL_MLMON_LABEL_MAX_ENTRIES, _int_at_least(1), 1_000_000),
+    "label_ttl_s": (env.OTEL_MLMON_LABEL_TTL, _positive, 7 * 86400.0),
+    "quality_window": (env.OTEL_MLMON_QUALITY_WINDOW, _int_at_least(10), 1000),
 }
 
 
@@ -161,6 +184,18 @@ class Settings:
     alert_cooldown_s: float = 300.0
     alert_webhook_url: str | None = None
     alert_logs: bool = True
+    data_monitoring: bool = True
+    drift_sample_rows: int = 256
+    drift_window_rows: int = 1000
+    drift_window_s: float | None = None
+    drift_max_features: int = 10
+    profile_on_fit: bool = True
+    profile_dir: str | None = None
+    label_store: str = "sqlite"
+    label_store_path: str | None = None
+    label_max_entries: int = 1_000_000
+    label_ttl_s: float = 7 * 86400.0
+    quality_window: int = 1000
 
     @classmethod
     def resolve(cls, kwargs: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:

@@ -42,6 +42,10 @@ ACTIVE: ContextVar[str | None] = ContextVar("otel_mlmon_active", default=None)
 _INTERNAL = SpanKind.INTERNAL
 _MAX_WATCHES = 1000  # detector sets per process (model x operation); bounded like everything else
 _SCOPE = "otel_mlmon"
+# The anomaly processor installed on a tracer provider is shared by the instrumentors that use
+# that provider (scikit-learn and PyTorch); the last one to leave removes it.
+_PROCESSOR_USERS: dict[int, int] = {}
+_PROCESSOR_LOCK = threading.Lock()
 
 def shape_of_first_argument(args: tuple, kwargs: dict, attributes: dict[str, Any]) -> int | None:
     """Rows and columns of ``X`` without touching its values (never iterates it)."""
@@ -83,13 +87,18 @@ class Monitor:
         self.anomaly_detection = settings.anomaly_detection
         self._watches: dict[Any, SignalWatch] = {}
         self._watches_lock = threading.Lock()
+        self._processor: Any = None
         if settings.anomaly_processor:
             try:
                 from otel_mlmon.anomaly.processor import install  # noqa: PLC0415
 
-                install(tracer_provider, settings, meter_provider)
+                self._processor = install(tracer_provider, settings, meter_provider)
+                if self._processor is not None:
+                    with _PROCESSOR_LOCK:
+                        _PROCESSOR_USERS[id(self._processor)] = _PROCESSOR_USERS.get(id(self._processor), 0) + 1
             except Exception as exc:  # noqa: BLE001 - tracing goes on without it
                 self.recorder.internal_error("anomaly_processor", exc)
+        self._tracer_provider = tracer_provider
         self.resources = register_resource_metrics(meter, meter_provider, settings)
 
     def shutdown(self, timeout_millis: float = 30_000) -> bool:
@@ -97,6 +106,19 @@ class Monitor:
         if self._closed:
             return True
         self._closed = True
+        processor, self._processor = self._processor, None
+        if processor is not None:
+            with _PROCESSOR_LOCK:
+                users = _PROCESSOR_USERS.pop(id(processor), 1) - 1
+                if users > 0:
+                    _PROCESSOR_USERS[id(processor)] = users
+            if users <= 0:
+                try:
+                    from otel_mlmon.anomaly.processor import uninstall  # noqa: PLC0415
+
+                    uninstall(self._tracer_provider)
+                except Exception as exc:  # noqa: BLE001
+                    self.recorder.internal_error("anomaly_processor", exc)
         return release_recorder(self.recorder, timeout_millis)
 
     # ------------------------------------------------------------------ spans

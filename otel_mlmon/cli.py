@@ -1,0 +1,124 @@
+"""The ``otel-mlmon`` command.
+
+    otel-mlmon demo      # the main job end to end on an embedded default, with a report
+    otel-mlmon profile   # build a reference profile from a CSV or Parquet file
+    otel-mlmon config    # print the effective configuration
+
+Subcommands import what they need when they run, so ``otel-mlmon --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import fields
+from typing import Any, Sequence
+
+from otel_mlmon.version import __version__
+
+# OpenTelemetry SDK variables that decide where telemetry goes (shown by `otel-mlmon config`).
+_OTEL_VARIABLES = (
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_METRICS_EXPORTER",
+    "OTEL_LOGS_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",
+    "OTEL_SDK_DISABLED",
+)
+
+
+def effective_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """What ``otel-mlmon config`` prints: frameworks, exporters and every ``OTEL_MLMON_*`` value."""
+    from otel_mlmon._internal.config import _SPEC, Settings  # noqa: PLC0415
+
+    environ = dict(os.environ if environ is None else environ)
+    settings = Settings.resolve({}, environ)
+    frameworks = {}
+    for module, dist in (("sklearn", "scikit-learn"), ("torch", "torch")):
+        found = importlib.util.find_spec(module) is not None
+        version = None
+        if found:
+            try:
+                from importlib.metadata import version as dist_version  # noqa: PLC0415
+
+                version = dist_version(dist)
+            except Exception:  # noqa: BLE001
+                version = "unknown"
+        frameworks[dist] = version
+    mlmon = {}
+    for field in fields(Settings):
+        var, parse, _ = _SPEC[field.name]
+        value = getattr(settings, field.name)
+        raw = environ.get(var)
+        source = "default"
+        if raw is not None and raw.strip():
+            try:
+                parse(raw)
+                source = "environment"
+            except (TypeError, ValueError):
+                source = "default (invalid value ignored)"
+        mlmon[var] = {"value": list(value) if isinstance(value, tuple) else value, "source": source}
+    otel = {var: environ[var] for var in _OTEL_VARIABLES if var in environ}
+    otel.setdefault("OTEL_TRACES_EXPORTER", "otlp (default)")
+    otel.setdefault("OTEL_METRICS_EXPORTER", "otlp (default)")
+    return {"otel_mlmon": __version__, "frameworks": frameworks, "opentelemetry": otel, "settings": mlmon}
+
+
+def _config(args: argparse.Namespace) -> int:
+    config = effective_config()
+    if args.json:
+        print(json.dumps(config, indent=2, default=str))
+        return 0
+    print(f"otel-mlmon {config['otel_mlmon']}")
+    print("\nFrameworks:")
+    for dist, version in config["frameworks"].items():
+        print(f"  {dist:<14} {version or 'not installed'}")
+    print("\nOpenTelemetry:")
+    for var, value in config["opentelemetry"].items():
+        print(f"  {var:<52} {value}")
+    print("\nOTEL_MLMON_* (value, source):")
+    for var, item in config["settings"].items():
+        print(f"  {var:<34} {item['value']!s:<40} {item['source']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otel-mlmon", description="OpenTelemetry-native ML model monitoring.")
+    parser.add_argument("--version", action="version", version=f"otel-mlmon {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    config = commands.add_parser("config", help="print the effective configuration")
+    config.add_argument("--json", action="store_true", help="machine-readable output")
+    config.set_defaults(run=_config)
+    try:
+        from otel_mlmon.drift.cli import add_profile_parser  # noqa: PLC0415
+
+        add_profile_parser(commands)
+    except ImportError:  # pragma: no cover - the drift package is part of the distribution
+        pass
+    try:
+        from otel_mlmon.demo import add_demo_parser  # noqa: PLC0415
+
+        add_demo_parser(commands)
+    except ImportError:
+        pass
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help()
+        return 2
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

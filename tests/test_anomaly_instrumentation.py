@@ -1,0 +1,127 @@
+"""Inline anomaly detection through the real instrumentation: verdicts on the exported spans
+(set before the span ends), the anomaly counter, and the span processor installed by
+``instrument()`` keeping anomalous and error spans while sampling normal ones."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from otel_mlmon import semconv
+from otel_mlmon.anomaly.processor import AnomalyDetectionSpanProcessor
+
+
+class SlowSometimes(LogisticRegression):
+    """A classifier whose predict can be made slow (a latency incident) or fail."""
+
+    delay = 0.0
+    fail = False
+
+    def predict(self, X):
+        if self.fail:
+            raise RuntimeError("backend unavailable")
+        if self.delay:
+            time.sleep(self.delay)
+        return super().predict(X)
+
+
+@pytest.fixture
+def model():
+    X, y = load_iris(return_X_y=True)
+    clf = SlowSometimes(max_iter=500).fit(X, y)
+    yield clf, X
+    SlowSometimes.delay = 0.0
+    SlowSometimes.fail = False
+
+
+def _serve(clf, X, calls, rng):
+    for _ in range(calls):
+        i = int(rng.integers(0, len(X)))
+        clf.predict(X[i:i + 1])
+
+
+def test_latency_incident_is_flagged_on_the_span_and_counted(make_telemetry, model):
+    clf, X = model
+    telemetry = make_telemetry()
+    rng = np.random.default_rng(0)
+    _serve(clf, X, 400, rng)
+    normal = telemetry.spans()
+    assert len(normal) == 400
+    flagged_normal = [s for s in normal[200:] if s.attributes.get(semconv.ML_ANOMALY)]
+    assert len(flagged_normal) <= 4, "ordinary traffic after warm-up stays (nearly) quiet"
+    telemetry.clear()
+    SlowSometimes.delay = 0.03
+    _serve(clf, X, 5, rng)
+    SlowSometimes.delay = 0.0
+    incident = telemetry.spans()
+    assert len(incident) == 5
+    flagged = [s for s in incident if s.attributes.get(semconv.ML_ANOMALY) is True]
+    assert flagged, "a 30 ms call among ~50 us calls is an anomaly"
+    first = flagged[0].attributes
+    assert first[semconv.ML_ANOMALY_SIGNAL] == "latency"
+    assert 0.0 < first[semconv.ML_ANOMALY_SCORE] <= 1.0
+    assert first[semconv.ML_ANOMALY_DETECTOR] == "DefaultDetector"
+    counts = [(attrs, p.value) for _, _, attrs, p in telemetry.points(semconv.ANOMALY_COUNT.name)]
+    latency = [v for attrs, v in counts if attrs[semconv.ML_ANOMALY_SIGNAL] == "latency"]
+    assert sum(latency) >= len(flagged)
+    # Nothing about the anomaly leaked into the attributes beyond the documented names.
+    for span in incident:
+        assert set(span.attributes) <= set(semconv.SPAN_ATTRIBUTES)
+
+
+def test_detection_off_leaves_spans_unannotated(make_telemetry, model):
+    clf, X = model
+    telemetry = make_telemetry(anomaly_detection=False)
+    rng = np.random.default_rng(1)
+    _serve(clf, X, 300, rng)
+    SlowSometimes.delay = 0.03
+    _serve(clf, X, 3, rng)
+    assert not any(s.attributes.get(semconv.ML_ANOMALY) for s in telemetry.spans())
+    assert not telemetry.points(semconv.ANOMALY_COUNT.name)
+
+
+def test_instrument_installs_the_processor_and_samples_normal_spans(make_telemetry, model):
+    clf, X = model
+    telemetry = make_telemetry(sampling_ratio=0.1)
+    processors = telemetry.tracer_provider._active_span_processor._span_processors
+    assert len(processors) == 1 and isinstance(processors[0], AnomalyDetectionSpanProcessor)
+    rng = np.random.default_rng(2)
+    _serve(clf, X, 2000, rng)
+    first_phase = telemetry.spans()
+    kept_normal = [s for s in first_phase if not s.attributes.get(semconv.ML_ANOMALY)]
+    assert 100 <= len(kept_normal) <= 300, len(kept_normal)  # ~10% of 2000
+    anomalous_before = len(first_phase) - len(kept_normal)
+    telemetry.clear()
+    SlowSometimes.delay = 0.03
+    _serve(clf, X, 5, rng)
+    SlowSometimes.delay = 0.0
+    SlowSometimes.fail = True
+    for i in range(20):
+        with pytest.raises(RuntimeError, match="backend unavailable"):
+            clf.predict(X[i:i + 1])
+    SlowSometimes.fail = False
+    exported = telemetry.spans()
+    errors = [s for s in exported if s.attributes.get(semconv.ERROR_TYPE) == "RuntimeError"]
+    assert len(errors) == 20, "every error span is exported at 10% sampling"
+    decisions = {(a[semconv.ML_SAMPLING_DECISION], a[semconv.ML_SAMPLING_REASON]): p.value
+                 for _, _, a, p in telemetry.points(semconv.SAMPLING_SPAN_COUNT.name)}
+    assert decisions[("kept", "error")] == 20
+    assert decisions[("dropped", "ratio")] >= 1500
+    assert decisions.get(("dropped", "anomaly"), 0) == 0 and decisions.get(("dropped", "error"), 0) == 0
+    anomalous = [s for s in exported if s.attributes.get(semconv.ML_ANOMALY)]
+    assert anomalous and decisions[("kept", "anomaly")] == anomalous_before + len(anomalous)
+
+
+def test_uninstrument_restores_the_span_processors(make_telemetry):
+    telemetry = make_telemetry()
+    provider = telemetry.tracer_provider
+    assert isinstance(provider._active_span_processor._span_processors[0], AnomalyDetectionSpanProcessor)
+    telemetry.instrumentor.uninstrument()
+    processors = provider._active_span_processor._span_processors
+    assert not any(isinstance(p, AnomalyDetectionSpanProcessor) for p in processors)
+    assert len(processors) == 1
+    telemetry.instrumentor.instrument(tracer_provider=provider, meter_provider=telemetry.meter_provider)
