@@ -128,6 +128,16 @@ Score in (0, 1) above which a detector's verdict is "anomalous". Default: empty,
 detector's own default threshold.
 """
 
+OTEL_MLMON_ANOMALY_MULTIVARIATE = "OTEL_MLMON_ANOMALY_MULTIVARIATE"
+"""
+.. envvar:: OTEL_MLMON_ANOMALY_MULTIVARIATE
+
+``true`` also runs an IsolationForest per model over each call's (log latency, log rows) on the
+recording worker, in micro-batches (about 9 us per call, off the call itself but on the same
+interpreter); its anomalies are counted in ``ml.anomaly.count`` with signal ``multivariate``.
+Default: ``false``.
+"""
+
 OTEL_MLMON_ANOMALY_PROCESSOR = "OTEL_MLMON_ANOMALY_PROCESSOR"
 """
 .. envvar:: OTEL_MLMON_ANOMALY_PROCESSOR

@@ -64,7 +64,8 @@ ML_ANOMALY_SCORE = "ml.anomaly.score"
 """The detector's score in [0, 1] for that signal (higher = more anomalous)."""
 
 ML_ANOMALY_SIGNAL = "ml.anomaly.signal"
-"""Which signal was anomalous: ``latency``, ``batch_size``, ``error_rate`` ..."""
+"""Which signal was anomalous: ``latency``, ``batch_size``, ``error_rate``, ``multivariate``
+(IsolationForest over latency and rows, metric only)."""
 
 ML_ANOMALY_DETECTOR = "ml.anomaly.detector"
 """The detector class that gave the verdict, e.g. ``DefaultDetector``."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers such as otlp_collector
 
 from otel_mlmon import SklearnInstrumentor  # noqa: E402
+
+# The persistent label store of the instrumented sessions goes to a scratch file, never to the
+# user's cache directory.
+os.environ.setdefault("OTEL_MLMON_LABEL_STORE_PATH", str(Path(tempfile.mkdtemp(prefix="otel-mlmon-tests-")) / "predictions.sqlite"))
 
 collect_ignore = ["apps"]  # scripts run as subprocesses by the tests, not test modules
 

@@ -125,3 +125,21 @@ def test_uninstrument_restores_the_span_processors(make_telemetry):
     assert not any(isinstance(p, AnomalyDetectionSpanProcessor) for p in processors)
     assert len(processors) == 1
     telemetry.instrumentor.instrument(tracer_provider=provider, meter_provider=telemetry.meter_provider)
+
+
+def test_multivariate_isolation_forest_counts_latency_unusual_for_the_batch_size(make_telemetry, model):
+    clf, X = model
+    telemetry = make_telemetry(anomaly_multivariate=True)
+    rng = np.random.default_rng(3)
+    for _ in range(600):
+        n = int(rng.integers(1, 20))
+        clf.predict(X[:n])
+    assert not [p for _, _, a, p in telemetry.points(semconv.ANOMALY_COUNT.name)
+                if a[semconv.ML_ANOMALY_SIGNAL] == "multivariate" and p.value > 12], "quiet on ordinary calls"
+    SlowSometimes.delay = 0.02
+    for _ in range(5):
+        clf.predict(X[:2])
+    SlowSometimes.delay = 0.0
+    counts = {a[semconv.ML_ANOMALY_DETECTOR]: p.value for _, _, a, p in telemetry.points(semconv.ANOMALY_COUNT.name)
+              if a[semconv.ML_ANOMALY_SIGNAL] == "multivariate"}
+    assert counts.get("IsolationForestDetector", 0) >= 3

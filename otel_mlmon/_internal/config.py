@@ -143,6 +143,7 @@ _SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
     "anomaly_detection": (env.OTEL_MLMON_ANOMALY_DETECTION, _bool, True),
     "anomaly_signals": (env.OTEL_MLMON_ANOMALY_SIGNALS, _signals, SIGNALS),
     "anomaly_threshold": (env.OTEL_MLMON_ANOMALY_THRESHOLD, _threshold, None),
+    "anomaly_multivariate": (env.OTEL_MLMON_ANOMALY_MULTIVARIATE, _bool, False),
     "anomaly_processor": (env.OTEL_MLMON_ANOMALY_PROCESSOR, _bool, True),
     "sampling_ratio": (env.OTEL_MLMON_SAMPLING_RATIO, _ratio, 1.0),
     "alert_cooldown_s": (env.OTEL_MLMON_ALERT_COOLDOWN, _positive, 300.0),
@@ -179,6 +180,7 @@ class Settings:
     anomaly_detection: bool = True
     anomaly_signals: tuple[str, ...] = SIGNALS
     anomaly_threshold: float | None = None
+    anomaly_multivariate: bool = False
     anomaly_processor: bool = True
     sampling_ratio: float = 1.0
     alert_cooldown_s: float = 300.0

@@ -14,11 +14,13 @@ counted in ``ml.monitor.error.count`` and logged once.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from contextvars import ContextVar
 from time import perf_counter
 from typing import Any, Callable
 
+import numpy as np
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, get_value
 from opentelemetry.metrics import get_meter
@@ -39,6 +41,7 @@ TRAINING = "training"
 # Shared by all frameworks, so a torch module called from a scikit-learn estimator is nested.
 ACTIVE: ContextVar[str | None] = ContextVar("otel_mlmon_active", default=None)
 
+_logger = logging.getLogger("otel_mlmon")
 _INTERNAL = SpanKind.INTERNAL
 _MAX_WATCHES = 1000  # detector sets per process (model x operation); bounded like everything else
 _SCOPE = "otel_mlmon"
@@ -158,7 +161,7 @@ class Monitor:
             duration = self._gpu_end(gpu, gpu_state, duration, started)
         ACTIVE.reset(active_token)
         detach(context_token)
-        self.finish(span, info, rows, result, duration)
+        self.finish(span, info, rows, result, duration, model, args, kwargs)
         return result
 
     def _gpu_begin(self, gpu: Any) -> Any:
@@ -188,6 +191,47 @@ class Monitor:
             info.watch = watch
         return watch
 
+    def _data_state(self, info: OpInfo, model: Any) -> Any:
+        """Drift and quality state of this model operation, once (False: nothing to do)."""
+        settings = self.settings
+        data: Any = False
+        try:
+            if info.key.output is not None or settings.data_monitoring:
+                data = self.recorder.data.state_for(info, model)
+                if data is not None and data.mode is None and not data.profile_inputs:
+                    data = False
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.internal_error("data_state", exc)
+            data = False
+        info.data = data if data is not None else False
+        return info.data
+
+    def after_fit(self, model: Any, args: tuple, kwargs: dict) -> None:
+        """Attach a reference profile of the training data to a model just fitted (never raises)."""
+        if not (self.settings.profile_on_fit and self.settings.data_monitoring) or not hasattr(model, "predict"):
+            return
+        try:
+            from otel_mlmon._internal.data import capture_profile  # noqa: PLC0415
+
+            X = args[0] if args else kwargs.get("X")
+            y = args[1] if len(args) > 1 else kwargs.get("y")
+            tabular = (isinstance(X, np.ndarray) and X.ndim == 2) or (hasattr(X, "iloc") and hasattr(X, "columns"))
+            if not tabular:
+                return  # sparse matrices, lists, dicts ...: no profile (predict-time data quality still works)
+
+            def run_predict(rows: Any) -> Any:
+                token = ACTIVE.set(TRAINING)  # the instrumentation ignores it
+                try:
+                    return model.predict(rows)
+                finally:
+                    ACTIVE.reset(token)
+
+            capture_profile(model, X, y, run_predict)
+        except (TypeError, ValueError) as exc:  # data the profile does not take (e.g. nested objects)
+            _logger.debug("otel-mlmon: no reference profile for %s: %s", type(model).__name__, exc)
+        except Exception as exc:  # noqa: BLE001 - fitting goes on without a profile
+            self.recorder.internal_error("profile_on_fit", exc)
+
     def _make_detector(self) -> Any:
         from otel_mlmon.anomaly import default_detector  # noqa: PLC0415 - loaded on first use
 
@@ -212,13 +256,17 @@ class Monitor:
                                  semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: detector})  # fmt: skip
         return verdict
 
-    def finish(self, span, info, rows, result: Any, duration: Any) -> None:
+    def finish(self, span, info, rows, result: Any, duration: Any, model: Any, args: tuple, kwargs: dict) -> None:
         try:
             verdict = self._judge(span, info, duration, rows, False)
             span.end()
             mode = info.key.output
             output = None if mode is None else self.adapter.snapshot(result, mode)
-            self.recorder.submit((info.key, duration, rows, None, output, verdict))
+            data = info.data
+            if data is None:
+                data = self._data_state(info, model)
+            capture = None if data is False else self.recorder.data.capture(data, args, kwargs, rows)
+            self.recorder.submit((info.key, duration, rows, None, output, verdict, capture))
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("finish", exc)
 
@@ -234,7 +282,7 @@ class Monitor:
                 span.set_status(Status(StatusCode.ERROR, etype))
             verdict = self._judge(span, info, None, None, True)
             span.end()
-            self.recorder.submit((info.key, duration, rows, etype, None, verdict))
+            self.recorder.submit((info.key, duration, rows, etype, None, verdict, None))
         except Exception as internal:  # noqa: BLE001
             self.recorder.internal_error("fail", internal)
 
@@ -294,7 +342,9 @@ def inference_wrapper(original: Callable, operation: str, holder: Holder) -> Cal
 
 
 def training_wrapper(original: Callable, holder: Holder) -> Callable:
-    """Wrap a training method (``fit`` ...): inference calls made inside it are not traced."""
+    """Wrap a training method (``fit`` ...): inference calls made inside it are not traced.
+    After a top-level ``fit``, the model gets a reference profile (``OTEL_MLMON_PROFILE_ON_FIT``)."""
+    name = original.__name__
 
     @functools.wraps(original)
     def wrapper(self, *args, **kwargs):
@@ -302,11 +352,15 @@ def training_wrapper(original: Callable, holder: Holder) -> Callable:
             return original(self, *args, **kwargs)
         token = ACTIVE.set(TRAINING) if ACTIVE.get() is None else None
         try:
-            return original(self, *args, **kwargs)
+            result = original(self, *args, **kwargs)
         finally:
             if token is not None:
                 ACTIVE.reset(token)
             forget(self)
+        monitor = holder.monitor
+        if token is not None and monitor is not None and name == "fit":
+            monitor.after_fit(self, args, kwargs)
+        return result
 
     setattr(wrapper, WRAPPED_MARK, True)
     return wrapper

@@ -23,6 +23,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
+from otel_mlmon._internal.data import DataPlane
 from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, MetricKey
 
 _logger = logging.getLogger("otel_mlmon")
@@ -39,7 +40,8 @@ def snapshot_array(result: np.ndarray) -> np.ndarray:
 
 _QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
-# record = (key, duration_s, rows, error_type, output, anomaly verdict or None)
+# record = (key, duration_s, rows, error_type, output, anomaly verdict or None,
+#           data capture (DataPlane.capture) or None)
 Record = tuple
 
 
@@ -123,6 +125,7 @@ class Recorder:
         self._metric_attrs: dict[MetricKey, dict[str, Any]] = {}
         self._models: set[tuple[str, str | None]] = set()
         self._labels: dict[MetricKey, set[str]] = {}
+        self._forests: dict[MetricKey, Any] = {}
         self._logged: set[tuple[str, str]] = set()
         self._stopped = True
         self._init_sync()
@@ -184,6 +187,7 @@ class Recorder:
             s.MONITOR_DROPPED_COUNT.name, unit=s.MONITOR_DROPPED_COUNT.unit,
             description=s.MONITOR_DROPPED_COUNT.description,
         )  # fmt: skip
+        self.data = DataPlane(meter, self._settings, self.internal_error)
         ref = weakref.ref(self)
 
         def observe_queue(options: CallbackOptions) -> Iterable[Observation]:
@@ -267,6 +271,7 @@ class Recorder:
         if not self._stopped:
             return
         self._configure(settings)
+        self.data.configure(settings)
         self._stopped = False
         self._wake.clear()
         self._start_worker()
@@ -280,7 +285,9 @@ class Recorder:
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout_millis / 1000.0)
-        return self.flush()
+        flushed = self.flush()
+        self.data.close()
+        return flushed
 
     # ------------------------------------------------------------------ aggregation
     def _attrs(self, key: MetricKey) -> dict[str, Any]:
@@ -301,7 +308,10 @@ class Recorder:
     def _record(self, records: list[Record]) -> None:
         groups: dict[MetricKey, _Aggregate] = {}
         anomalies: dict[tuple, int] = {}
-        for key, duration, rows, error, output, verdict in records:
+        data_items = []
+        for key, duration, rows, error, output, verdict, data in records:
+            if data is not None:
+                data_items.append((data, output))
             if verdict is not None:
                 anomaly = (key, verdict[0], verdict[1])
                 anomalies[anomaly] = anomalies.get(anomaly, 0) + 1
@@ -323,6 +333,10 @@ class Recorder:
                     agg.outputs.append(output)
             else:
                 agg.failures.append((duration, error))
+        if data_items:
+            self.data.process(data_items)
+        if self._settings.anomaly_multivariate:
+            self._score_multivariate(groups, anomalies)
         for (key, signal, detector), count in anomalies.items():
             self._anomalies.add(count, {**self._attrs(key), semconv.ML_ANOMALY_SIGNAL: signal,
                                         semconv.ML_ANOMALY_DETECTOR: detector})  # fmt: skip
@@ -343,6 +357,30 @@ class Recorder:
                     self._record_outputs(key, attrs, agg.outputs)
                 except Exception as exc:  # noqa: BLE001 - odd outputs must not stop the rest
                     self.internal_error("output_statistics", exc)
+
+    def _score_multivariate(self, groups: dict[MetricKey, _Aggregate], anomalies: dict[tuple, int]) -> None:
+        """IsolationForest over (log latency, log rows) of each call, in one micro-batch per model
+        and flush; anomalies are counted with signal ``multivariate`` (the spans have ended)."""
+        for key, agg in groups.items():
+            if not agg.durations or len(agg.sizes) != len(agg.durations):
+                continue
+            forest = self._forests.get(key)
+            if forest is None:
+                if len(self._forests) >= self._settings.max_models:
+                    continue
+                from otel_mlmon.anomaly.isolation_forest import IsolationForestDetector  # noqa: PLC0415
+
+                forest = self._forests[key] = IsolationForestDetector()
+            vectors = np.column_stack((np.log(np.maximum(agg.durations, 1e-9)), np.log1p(agg.sizes)))
+            try:
+                scores = forest.update_many(vectors)
+            except Exception as exc:  # noqa: BLE001
+                self.internal_error("anomaly_multivariate", exc)
+                continue
+            flagged = int(np.count_nonzero(scores >= forest.threshold))
+            if flagged:
+                anomaly = (key, "multivariate", "IsolationForestDetector")
+                anomalies[anomaly] = anomalies.get(anomaly, 0) + flagged
 
     def _record_outputs(self, key: MetricKey, attrs: dict[str, Any], outputs: list[Any]) -> None:
         if key.output == OUT_LABELS:

@@ -49,13 +49,14 @@ class MetricKey(NamedTuple):
 class OpInfo:
     """What a model's operation needs per call, computed once."""
 
-    __slots__ = ("span_name", "attributes", "key", "watch")
+    __slots__ = ("span_name", "attributes", "key", "watch", "data")
 
     def __init__(self, span_name: str, attributes: dict[str, Any], key: MetricKey) -> None:
         self.span_name = span_name
         self.attributes = attributes  # static span attributes; copied per call
         self.key = key
         self.watch: Any = None  # the SignalWatch of this key, attached on first use
+        self.data: Any = None  # DataState (drift, quality) on first use; False when there is none
 
 
 class ModelState:

@@ -2,11 +2,14 @@
 
 It wraps the exporting processor (usually a ``BatchSpanProcessor``). Every span flagged
 ``ml.anomaly`` by the instrumentation and every span with ERROR status is passed on; normal
-spans are passed on at ``sampling_ratio``, decided by trace id so that a trace is kept or
-dropped whole. Decisions are counted in ``ml.sampling.span.count``. The first anomalous span of
-an incident (a model and signal with no anomaly for ``cooldown_s`` before) raises one alert,
-delivered off the calling thread to the sinks: an OpenTelemetry log record (WARN, with the
-span's trace and span ids), user callbacks, and a webhook.
+spans are passed on at ``sampling_ratio``, decided by trace id so that a normal trace is kept
+or dropped whole. Spans that end after an anomalous or error span of the same trace (its
+parents, typically) are kept too, counted under that span's reason; spans of the trace that
+ended before it were already decided (the memory is bounded: the last 4096 such traces).
+Decisions are counted in ``ml.sampling.span.count``. The first anomalous span of an incident
+(a model and signal with no anomaly for ``cooldown_s`` before) raises one alert, delivered off
+the calling thread to the sinks: an OpenTelemetry log record (WARN, with the span's trace and
+span ids), user callbacks, and a webhook.
 
 Contract (as for every SDK ``SpanProcessor``): ``on_end`` runs synchronously on the thread
 that ends the span, so it neither blocks nor raises; it does O(1) work under a short lock.
@@ -15,6 +18,7 @@ that ends the span, so it neither blocks nor raises; it does O(1) work under a s
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import weakref
@@ -35,6 +39,7 @@ from otel_mlmon.version import __version__
 _logger = logging.getLogger("otel_mlmon")
 _TRACE_ID_MASK = (1 << 64) - 1
 _MAX_INCIDENTS = 10_000
+_MAX_FLAGGED_TRACES = 4096  # traces with an anomalous or error span, whose later spans are kept
 
 
 class LogRecordSink:
@@ -84,16 +89,23 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
         meter_provider: Any = None,
         logger_provider: Any = None,
     ) -> None:
-        if not isinstance(sampling_ratio, (int, float)) or not 0.0 <= sampling_ratio <= 1.0:
+        if not callable(getattr(processor, "on_end", None)):
+            raise ValueError(f"processor must be a SpanProcessor, got {processor!r}")
+        if not _is_number(sampling_ratio) or not 0.0 <= sampling_ratio <= 1.0:
             raise ValueError(f"sampling_ratio must be in [0, 1], got {sampling_ratio!r}")
-        if not isinstance(cooldown_s, (int, float)) or cooldown_s <= 0:
+        if not _is_number(cooldown_s) or not cooldown_s > 0:
             raise ValueError(f"cooldown_s must be positive, got {cooldown_s!r}")
+        callbacks = tuple(callbacks)
+        for fn in callbacks:
+            if not callable(fn):
+                raise ValueError(f"callbacks must be callable, got {fn!r}")
         self.processor = processor
         self.sampling_ratio = float(sampling_ratio)
         self.cooldown_s = float(cooldown_s)
         self._bound = round(self.sampling_ratio * (_TRACE_ID_MASK + 1))
         self._lock = threading.Lock()
         self._incidents: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._flagged: OrderedDict[int, str] = OrderedDict()  # trace id -> reason
         sinks: list[Any] = []
         if log_alerts:
             sinks.append(LogRecordSink(logger_provider))
@@ -107,17 +119,30 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self.processor.on_start(span, parent_context=parent_context)
 
+    def _on_ending(self, span: Span) -> None:
+        on_ending = getattr(self.processor, "_on_ending", None)  # SDK >= 1.31
+        if on_ending is not None:
+            on_ending(span)
+
     def on_end(self, span: ReadableSpan) -> None:
         keep, reason = True, "ratio"
         try:
             attributes = span.attributes or {}
             if attributes.get(semconv.ML_ANOMALY) is True:
                 reason = "anomaly"
+                self._flag(span.context.trace_id, reason)
                 self._raise_alert(span, attributes)
             elif span.status.status_code is StatusCode.ERROR:
                 reason = "error"
+                self._flag(span.context.trace_id, reason)
             elif self._bound <= _TRACE_ID_MASK:
-                keep = (span.context.trace_id & _TRACE_ID_MASK) < self._bound
+                trace_id = span.context.trace_id
+                keep = (trace_id & _TRACE_ID_MASK) < self._bound
+                if not keep and self._flagged:
+                    with self._lock:
+                        flagged = self._flagged.get(trace_id)
+                    if flagged is not None:
+                        keep, reason = True, flagged
             _COUNTS.span(self._counts_key, keep, reason)
         except Exception:  # noqa: BLE001 - never raise into the thread ending the span
             _logger.debug("AnomalyDetectionSpanProcessor failed on a span", exc_info=True)
@@ -130,8 +155,19 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
         self.processor.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        deadline = time.monotonic() + timeout_millis / 1e3
         ok = self._dispatcher.force_flush(timeout_millis) if self._dispatcher is not None else True
-        return self.processor.force_flush(timeout_millis) and ok
+        remaining = max(deadline - time.monotonic(), 0.0) * 1e3
+        return self.processor.force_flush(int(remaining)) and ok
+
+    def _flag(self, trace_id: int, reason: str) -> None:
+        """Remember that ``trace_id`` has an anomalous or error span (bounded)."""
+        if self._bound > _TRACE_ID_MASK or (trace_id & _TRACE_ID_MASK) < self._bound:
+            return  # kept by the ratio anyway
+        with self._lock:
+            self._flagged.setdefault(trace_id, reason)
+            if len(self._flagged) > _MAX_FLAGGED_TRACES:
+                self._flagged.popitem(last=False)
 
     # ------------------------------------------------------------------ alerts
     def _raise_alert(self, span: ReadableSpan, attributes: Any) -> None:
@@ -153,12 +189,23 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
         self._dispatcher.submit(Alert(
             key=key, model=model, signal=signal,
             detector=str(attributes.get(semconv.ML_ANOMALY_DETECTOR, "")),
-            score=float(attributes.get(semconv.ML_ANOMALY_SCORE, 0.0)),
+            score=_as_float(attributes.get(semconv.ML_ANOMALY_SCORE)),
             timestamp=now,
             trace_id=format(context.trace_id, "032x"), span_id=format(context.span_id, "016x"),
             attributes={k: attributes[k] for k in (semconv.ML_MODEL_VERSION, semconv.ML_OPERATION,
                                                    semconv.ML_FRAMEWORK) if k in attributes},
         ))  # fmt: skip
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 class _Counts:
@@ -268,16 +315,20 @@ def install(tracer_provider: Any, settings: Any, meter_provider: Any = None) -> 
 
 
 def uninstall(tracer_provider: Any) -> None:
-    """Undo :func:`install` for this provider (if its processors were not changed since)."""
+    """Undo :func:`install` for this provider: the processors it wrapped take the wrapper's
+    place again (processors added since stay, after them). Idempotent."""
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     with _install_lock:
-        entry = _installed.pop(id(provider), None)
-    if entry is None or entry[0] is not provider:
-        return
-    _, processors, wrapper = entry
-    active = provider._active_span_processor  # noqa: SLF001
-    with active._lock:  # noqa: SLF001
-        if active._span_processors == (wrapper,):  # noqa: SLF001
-            active._span_processors = processors  # noqa: SLF001
+        entry = _installed.get(id(provider))
+        if entry is None or entry[0] is not provider:
+            return
+        del _installed[id(provider)]
+        _, processors, wrapper = entry
+        active = provider._active_span_processor  # noqa: SLF001
+        with active._lock:  # noqa: SLF001
+            current = active._span_processors  # noqa: SLF001
+            if wrapper in current:
+                index = current.index(wrapper)
+                active._span_processors = current[:index] + processors + current[index + 1 :]  # noqa: SLF001
     if wrapper._dispatcher is not None:  # noqa: SLF001
-        wrapper._dispatcher.shutdown()  # noqa: SLF001
+        wrapper._dispatcher.shutdown(timeout_millis=5_000)  # noqa: SLF001

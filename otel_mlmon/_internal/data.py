@@ -1,0 +1,372 @@
+"""Drift, data quality and model quality: the instrumentation side.
+
+Per call, on the hot path, :meth:`DataPlane.capture` does O(1) work plus at most one bounded
+copy: it takes the call's prediction ids (:mod:`otel_mlmon.quality.ids`) and a row sample of a
+NumPy input (``drift_sample_rows`` rows, evenly strided, copied so that reusing the input
+buffer afterwards cannot change the statistics). Everything else runs on the recording worker
+(:meth:`DataPlane.process`): the drift monitor of the model (:mod:`otel_mlmon.drift`) profiles
+the sample, and the quality hub (:mod:`otel_mlmon.quality`) stores the predictions for their
+delayed labels and updates the label-free estimate. Metrics are read at collection time.
+
+Inputs are profiled for one operation per model, the first one called (a service that calls
+``predict`` and then ``predict_proba`` on the same rows profiles them once). Inputs that are not
+NumPy arrays (DataFrames, lists) are read by reference on the worker, within the flush
+interval; CUDA tensors are not profiled (copying them would synchronise the device).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from otel_mlmon import semconv
+from otel_mlmon._internal.config import Settings
+from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, OpInfo
+
+PROFILE_MAX_ROWS = 200_000  # rows of the training data profiled at fit (evenly strided)
+PROFILE_PREDICT_ROWS = 10_000  # training rows predicted at fit for the output reference
+_SNAPSHOT_TTL_S = 0.5
+_MAX_PENDING_SAMPLES = 256  # input samples waiting for the worker; more are not profiled
+
+
+def strided(X: Any, budget: int) -> Any:
+    """At most ``budget`` evenly spaced rows of ``X`` (a view or the object itself)."""
+    n = X.shape[0] if hasattr(X, "shape") else len(X)
+    if n <= budget:
+        return X
+    step = -(-n // budget)
+    if hasattr(X, "iloc"):
+        return X.iloc[::step]
+    return X[::step]
+
+
+def sample_input(X: Any, budget: int) -> Any:
+    """What the worker profiles for this call's input; ``None`` when it cannot be profiled."""
+    if isinstance(X, np.ndarray):
+        if X.ndim != 2:
+            return None
+        return strided(X, budget).copy()
+    if hasattr(X, "detach") and hasattr(X, "device"):  # a torch tensor (no torch import here)
+        if X.ndim != 2 or X.device.type != "cpu":
+            return None
+        return strided(X.detach(), budget).numpy().copy()
+    if hasattr(X, "iloc") and hasattr(X, "columns"):  # a DataFrame: sampled on the worker
+        return X
+    if isinstance(X, list) and X and isinstance(X[0], (list, tuple)):
+        return X
+    return None
+
+
+class DataState:
+    """What one model operation needs for data monitoring, computed once per model state."""
+
+    __slots__ = ("model_key", "mode", "classes", "drift", "profile_inputs")
+
+    def __init__(self, model_key: tuple[str, str | None], mode: str | None, classes: Any, drift: Any,
+                 profile_inputs: bool) -> None:  # fmt: skip
+        self.model_key = model_key
+        self.mode = mode
+        self.classes = classes
+        self.drift = drift
+        self.profile_inputs = profile_inputs
+
+
+def _profile_of(model: Any, name: str, profile_dir: str | None) -> tuple[Any, str | None]:
+    """The model's reference profile (attached at fit, else ``{profile_dir}/{name}.json``)."""
+    from otel_mlmon.drift import ReferenceProfile, get_profile  # noqa: PLC0415
+
+    target = getattr(model, "_orig_mod", model)
+    text = getattr(target, "_otel_mlmon_profile", None)
+    if isinstance(text, str):
+        return get_profile(target), hashlib.sha1(text.encode()).hexdigest()
+    if profile_dir:
+        path = Path(profile_dir) / f"{name}.json"
+        if path.is_file():
+            data = path.read_text(encoding="utf-8")
+            return ReferenceProfile.from_json(data), hashlib.sha1(data.encode()).hexdigest()
+    return None, None
+
+
+class DataPlane:
+    """Drift monitors per model and the quality hub, exported through one meter."""
+
+    def __init__(self, meter: Meter, settings: Settings, internal_error: Callable[[str, BaseException], None]) -> None:
+        self._settings = settings
+        self._internal_error = internal_error
+        self._lock = threading.Lock()
+        self._drift: dict[tuple[str, str | None], tuple[Any, str | None]] = {}
+        self._profiled_op: dict[tuple[str, str | None], str] = {}
+        self._pending_samples = 0
+        self._snapshot: Any = None
+        self._snapshot_at = 0.0
+        self._hub: Any = None
+        self._create_instruments(meter)
+
+    # ------------------------------------------------------------------ configuration
+    def configure(self, settings: Settings) -> None:
+        self._settings = settings
+        try:
+            from otel_mlmon.quality.tracker import hub  # noqa: PLC0415
+
+            self._hub = hub()
+            self._hub.configure(store=settings.label_store, path=settings.label_store_path,
+                                max_entries=settings.label_max_entries, ttl_s=settings.label_ttl_s,
+                                window=settings.quality_window)  # fmt: skip
+            self._hub.subscribe(self._on_label_delays)
+        except Exception as exc:  # noqa: BLE001
+            self._internal_error("quality_configure", exc)
+
+    def close(self) -> None:
+        hub = self._hub
+        if hub is not None:
+            try:
+                hub.unsubscribe(self._on_label_delays)
+                hub.flush()
+            except Exception as exc:  # noqa: BLE001
+                self._internal_error("quality_close", exc)
+
+    # ------------------------------------------------------------------ per model (once)
+    def state_for(self, info: OpInfo, model: Any) -> DataState | None:
+        key = (info.key.name, info.key.version)
+        operation = info.key.operation
+        mode = info.key.output
+        settings = self._settings
+        classes = None
+        if mode in (OUT_LABELS, OUT_PROBA):
+            classes = getattr(getattr(model, "_orig_mod", model), "classes_", None)
+            classes = _classes_list(classes)
+        with self._lock:
+            first = self._profiled_op.setdefault(key, operation)
+            if len(self._profiled_op) > settings.max_models and first == operation and key not in self._drift:
+                self._profiled_op.pop(key, None)
+                return DataState(key, mode, classes, None, False)
+        profile_inputs = first == operation and settings.data_monitoring
+        drift = self._drift_monitor(key, model) if profile_inputs else None
+        return DataState(key, mode, classes, drift, profile_inputs)
+
+    def _drift_monitor(self, key: tuple[str, str | None], model: Any) -> Any:
+        settings = self._settings
+        try:
+            profile, digest = _profile_of(model, key[0], settings.profile_dir)
+        except Exception as exc:  # noqa: BLE001 - a bad profile: data quality only
+            self._internal_error("profile_load", exc)
+            profile, digest = None, None
+        with self._lock:
+            current = self._drift.get(key)
+            if current is not None and current[1] == digest:
+                return current[0]
+        from otel_mlmon.drift import DriftMonitor  # noqa: PLC0415
+
+        monitor = DriftMonitor(profile, window_rows=settings.drift_window_rows,
+                               window_seconds=settings.drift_window_s,
+                               max_features=settings.drift_max_features,
+                               sample_rows=settings.drift_sample_rows)  # fmt: skip
+        with self._lock:
+            self._drift[key] = (monitor, digest)
+        return monitor
+
+    # ------------------------------------------------------------------ hot path
+    def capture(self, data: DataState, args: tuple, kwargs: dict, rows: int | None) -> tuple:
+        """O(1) plus one bounded copy: (state, input sample, ids, timestamp)."""
+        from otel_mlmon.quality.ids import call_ids, set_last  # noqa: PLC0415 - cached module
+
+        block = None
+        if data.mode is not None:
+            block = call_ids(rows)
+            set_last(block)
+        sample = None
+        if data.profile_inputs and self._pending_samples < _MAX_PENDING_SAMPLES:
+            X = args[0] if args else kwargs.get("X", kwargs.get("input"))
+            sample = sample_input(X, self._settings.drift_sample_rows)
+            if sample is not None:
+                self._pending_samples += 1
+        return (data, sample, block, time.time())
+
+    # ------------------------------------------------------------------ worker
+    def process(self, items: Iterable[tuple[tuple, Any]]) -> None:
+        """Profile inputs and hand predictions to the quality hub (recording worker)."""
+        touched = set()
+        for (data, sample, block, timestamp), output in items:
+            if sample is not None:
+                self._pending_samples = max(0, self._pending_samples - 1)
+            try:
+                y_pred = proba = None
+                mode = data.mode
+                if output is not None:
+                    if mode == OUT_LABELS or mode == OUT_VALUES:
+                        y_pred = output
+                    elif mode == OUT_PROBA:
+                        proba = output
+                    elif mode == OUT_LOGITS:
+                        proba = _softmax(output)
+                if data.drift is not None and sample is not None:
+                    if not isinstance(sample, np.ndarray):
+                        sample = strided(sample, self._settings.drift_sample_rows)
+                    predictions = None
+                    if y_pred is not None:
+                        predictions = strided(np.asarray(y_pred), self._settings.drift_sample_rows)
+                    data.drift.update(sample, predictions=predictions, timestamp=timestamp)
+                    touched.add(data.model_key)
+                if block is not None and self._hub is not None and (y_pred is not None or proba is not None):
+                    self._hub.on_predictions(data.model_key, block, y_pred=y_pred, proba=proba,
+                                             classes=data.classes, timestamp=timestamp)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001
+                self._internal_error("data_monitoring", exc)
+        for key in touched:
+            self._drain(key)
+
+    def _drain(self, key: tuple[str, str | None]) -> None:
+        entry = self._drift.get(key)
+        if entry is None:
+            return
+        attrs = _model_attrs(key)
+        counts = entry[0].drain_counts()
+        if counts.rows:
+            self._data_rows.add(counts.rows, attrs)
+        for (feature, bin_index), n in counts.bins.items():
+            self._bins.add(n, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DRIFT_BIN: str(bin_index)})
+        for (feature, issue), n in counts.data_quality.items():
+            self._issues.add(n, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DATA_QUALITY_ISSUE: issue})
+
+    def _on_label_delays(self, key: tuple[str, str | None], delays: np.ndarray) -> None:
+        attrs = _model_attrs(tuple(key))
+        record = self._label_delay.record
+        for delay in delays[:10_000].tolist():
+            if delay >= 0:
+                record(delay, attrs)
+
+    # ------------------------------------------------------------------ export
+    def _create_instruments(self, meter: Meter) -> None:
+        s = semconv
+        self._bins = meter.create_counter(s.DRIFT_BIN_COUNT.name, unit=s.DRIFT_BIN_COUNT.unit,
+                                          description=s.DRIFT_BIN_COUNT.description)  # fmt: skip
+        self._issues = meter.create_counter(s.DATA_QUALITY_COUNT.name, unit=s.DATA_QUALITY_COUNT.unit,
+                                            description=s.DATA_QUALITY_COUNT.description)  # fmt: skip
+        self._data_rows = meter.create_counter(s.DATA_ROW_COUNT.name, unit=s.DATA_ROW_COUNT.unit,
+                                               description=s.DATA_ROW_COUNT.description)  # fmt: skip
+        self._label_delay = meter.create_histogram(
+            s.LABEL_DELAY.name, unit=s.LABEL_DELAY.unit, description=s.LABEL_DELAY.description,
+            explicit_bucket_boundaries_advisory=list(s.LABEL_DELAY_BUCKETS),
+        )  # fmt: skip
+        for spec, callback in ((s.DRIFT_SCORE, self._observe_drift_scores),
+                               (s.DRIFT_P_VALUE, self._observe_drift_p_values),
+                               (s.DRIFT_SHARE, self._observe_drift_share),
+                               (s.QUALITY_SCORE, self._observe_quality)):  # fmt: skip
+            meter.create_observable_gauge(spec.name, [callback], unit=spec.unit, description=spec.description)
+        meter.create_observable_counter(s.LABEL_COUNT.name, [self._observe_labels], unit=s.LABEL_COUNT.unit,
+                                        description=s.LABEL_COUNT.description)  # fmt: skip
+        meter.create_observable_up_down_counter(
+            s.PREDICTION_PENDING.name, [self._observe_pending], unit=s.PREDICTION_PENDING.unit,
+            description=s.PREDICTION_PENDING.description,
+        )  # fmt: skip
+
+    def _drift_observations(self) -> list[tuple[tuple[str, str | None], Any]]:
+        with self._lock:
+            monitors = [(key, entry[0]) for key, entry in self._drift.items()]
+        out = []
+        for key, monitor in monitors:
+            try:
+                out.append((key, monitor.observations()))
+            except Exception as exc:  # noqa: BLE001
+                self._internal_error("drift_observations", exc)
+        return out
+
+    def _observe_drift_scores(self, options: CallbackOptions) -> Iterable[Observation]:
+        out = []
+        for key, obs in self._drift_observations():
+            attrs = _model_attrs(key)
+            for (feature, method), value in obs.scores.items():
+                out.append(Observation(value, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DRIFT_METHOD: method}))
+        return out
+
+    def _observe_drift_p_values(self, options: CallbackOptions) -> Iterable[Observation]:
+        out = []
+        for key, obs in self._drift_observations():
+            attrs = _model_attrs(key)
+            for (feature, method), value in obs.p_values.items():
+                out.append(Observation(value, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DRIFT_METHOD: method}))
+        return out
+
+    def _observe_drift_share(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(obs.share, _model_attrs(key)) for key, obs in self._drift_observations()
+                if obs.share is not None]  # fmt: skip
+
+    def _quality_snapshot(self) -> Any:
+        hub = self._hub
+        if hub is None:
+            return None
+        now = time.monotonic()
+        if self._snapshot is None or now - self._snapshot_at > _SNAPSHOT_TTL_S:
+            self._snapshot = hub.snapshot()
+            self._snapshot_at = now
+        return self._snapshot
+
+    def _observe_quality(self, options: CallbackOptions) -> Iterable[Observation]:
+        snapshot = self._quality_snapshot()
+        if snapshot is None:
+            return []
+        return [Observation(value, {**_model_attrs(key), semconv.ML_QUALITY_METRIC: metric,
+                                    semconv.ML_QUALITY_SOURCE: source})
+                for key, values in snapshot.quality.items() for (metric, source), value in values.items()]  # fmt: skip
+
+    def _observe_labels(self, options: CallbackOptions) -> Iterable[Observation]:
+        snapshot = self._quality_snapshot()
+        if snapshot is None:
+            return []
+        return [Observation(n, {**_model_attrs(key), semconv.ML_LABEL_OUTCOME: outcome})
+                for (key, outcome), n in snapshot.labels.items()]  # fmt: skip
+
+    def _observe_pending(self, options: CallbackOptions) -> Iterable[Observation]:
+        snapshot = self._quality_snapshot()
+        return [] if snapshot is None else [Observation(snapshot.pending)]
+
+
+def _classes_list(classes: Any) -> list | None:
+    """A single-output classifier's ``classes_`` as a list; None otherwise (multi-output)."""
+    if classes is None or isinstance(classes, list):
+        return None
+    array = np.asarray(classes, dtype=object) if not isinstance(classes, np.ndarray) else classes
+    return array.tolist() if array.ndim == 1 else None
+
+
+def _model_attrs(key: tuple) -> dict[str, Any]:
+    name, version = key[0], key[1] if len(key) > 1 else None
+    attrs = {semconv.ML_MODEL_NAME: name}
+    if version is not None:
+        attrs[semconv.ML_MODEL_VERSION] = version
+    return attrs
+
+
+def _softmax(scores: Any) -> np.ndarray | None:
+    from otel_mlmon._internal.recorder import _as_float, _probabilities  # noqa: PLC0415
+
+    array = _as_float(scores)
+    if array.ndim != 2 or not array.size:
+        return None
+    return _probabilities(array)
+
+
+def capture_profile(model: Any, X: Any, y: Any, run_predict: Callable[[Any], Any]) -> None:
+    """Build the reference profile of a model just fitted and attach it (at fit, not per call)."""
+    from otel_mlmon.drift import attach_profile, build_profile  # noqa: PLC0415
+
+    Xs = strided(X, PROFILE_MAX_ROWS)
+    ys = None if y is None or not hasattr(y, "__len__") or len(y) != _rows(X) else strided(y, PROFILE_MAX_ROWS)
+    predictions = None
+    try:
+        predictions = run_predict(strided(X, PROFILE_PREDICT_ROWS))
+    except Exception:  # noqa: BLE001 - some estimators cannot predict their training input
+        predictions = None
+    profile = build_profile(Xs, y=ys, predictions=predictions)
+    attach_profile(model, profile)
+
+
+def _rows(X: Any) -> int:
+    shape = getattr(X, "shape", None)
+    return shape[0] if shape else len(X)
