@@ -30,7 +30,7 @@ def data():
 
 @pytest.fixture
 def session(make_telemetry):
-    telemetry = make_telemetry(label_store="memory", flush_interval_ms=50)
+    telemetry = make_telemetry(label_store="memory")
     yield telemetry
     hub().configure(store="memory")
 

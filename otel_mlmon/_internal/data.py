@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
+from collections import deque
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -33,6 +35,8 @@ PROFILE_MAX_ROWS = 200_000  # rows of the training data profiled at fit (evenly 
 PROFILE_PREDICT_ROWS = 10_000  # training rows predicted at fit for the output reference
 _SNAPSHOT_TTL_S = 0.5
 _MAX_PENDING_SAMPLES = 256  # input samples waiting for the worker; more are not profiled
+_MAX_HELD = 4096  # calls with unread generated ids waiting HOLD_S
+HOLD_S = 5.0
 
 
 def strided(X: Any, budget: int) -> Any:
@@ -96,9 +100,11 @@ def _profile_of(model: Any, name: str, profile_dir: str | None) -> tuple[Any, st
 class DataPlane:
     """Drift monitors per model and the quality hub, exported through one meter."""
 
-    def __init__(self, meter: Meter, settings: Settings, internal_error: Callable[[str, BaseException], None]) -> None:
+    def __init__(self, meter: Meter, settings: Settings, internal_error: Callable[[str, BaseException], None],
+                 flush: Callable[[], Any] = lambda: None) -> None:  # fmt: skip
         self._settings = settings
         self._internal_error = internal_error
+        self._flush = flush
         self._lock = threading.Lock()
         self._drift: dict[tuple[str, str | None], tuple[Any, str | None]] = {}
         self._profiled_op: dict[tuple[str, str | None], str] = {}
@@ -106,6 +112,7 @@ class DataPlane:
         self._snapshot: Any = None
         self._snapshot_at = 0.0
         self._hub: Any = None
+        self._held: deque = deque()
         self._create_instruments(meter)
 
     # ------------------------------------------------------------------ configuration
@@ -119,12 +126,17 @@ class DataPlane:
                                 max_entries=settings.label_max_entries, ttl_s=settings.label_ttl_s,
                                 window=settings.quality_window)  # fmt: skip
             self._hub.subscribe(self._on_label_delays)
+            self._hub.on_error = self._internal_error
+            self._hub.set_before_join(_drain_all_planes)
+            _PLANES.add(self)
         except Exception as exc:  # noqa: BLE001
             self._internal_error("quality_configure", exc)
 
     def close(self) -> None:
         hub = self._hub
         if hub is not None:
+            self.flush_held()
+            _PLANES.discard(self)
             try:
                 hub.unsubscribe(self._on_label_delays)
                 hub.flush()
@@ -214,12 +226,46 @@ class DataPlane:
                     data.drift.update(sample, predictions=predictions, timestamp=timestamp)
                     touched.add(data.model_key)
                 if block is not None and self._hub is not None and (y_pred is not None or proba is not None):
-                    self._hub.on_predictions(data.model_key, block, y_pred=y_pred, proba=proba,
-                                             classes=data.classes, timestamp=timestamp)  # fmt: skip
+                    item = (data.model_key, block, y_pred, proba, data.classes, timestamp)
+                    if block.generated and getattr(block, "_ids", None) is None:
+                        self._hold(item)  # nobody has read these ids yet
+                    else:
+                        self._hand_over(item, True)
             except Exception as exc:  # noqa: BLE001
                 self._internal_error("data_monitoring", exc)
+        self._release_held(time.time())
         for key in touched:
             self._drain(key)
+
+    # Predictions wait for labels only when the application can know their ids: it supplied
+    # them (prediction_ids) or read the generated ones (last_prediction_ids). Storing every
+    # row of every call would cost about 2-3 us per row on this worker for ids nobody can
+    # quote. Calls with unread generated ids are held for HOLD_S (so that reading the ids
+    # right after the call, racing this worker, still works), then handed over without
+    # storage: they still feed the label-free estimate.
+    def _hold(self, item: tuple) -> None:
+        held = self._held
+        if len(held) >= _MAX_HELD:
+            self._hand_over(held.popleft()[1], False)
+        held.append((time.time() + HOLD_S, item))
+
+    def _release_held(self, now: float) -> None:
+        held = self._held
+        while held and (held[0][0] <= now or getattr(held[0][1][1], "_ids", None) is not None):
+            _, item = held.popleft()
+            self._hand_over(item, getattr(item[1], "_ids", None) is not None)
+
+    def _hand_over(self, item: tuple, store: bool) -> None:
+        key, block, y_pred, proba, classes, timestamp = item
+        try:
+            self._hub.on_predictions(key, block, y_pred=y_pred, proba=proba, classes=classes,
+                                     timestamp=timestamp, store=store)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            self._internal_error("quality_predictions", exc)
+
+    def flush_held(self) -> None:
+        """Hand over every held call now (at shutdown and force_flush)."""
+        self._release_held(float("inf"))
 
     def _drain(self, key: tuple[str, str | None]) -> None:
         entry = self._drift.get(key)
@@ -333,6 +379,19 @@ def _classes_list(classes: Any) -> list | None:
         return None
     array = np.asarray(classes, dtype=object) if not isinstance(classes, np.ndarray) else classes
     return array.tolist() if array.ndim == 1 else None
+
+
+_PLANES: "weakref.WeakSet[DataPlane]" = weakref.WeakSet()
+
+
+def _drain_all_planes() -> None:
+    """Before labels join: queued calls reach the hub, so a label recorded right after its
+    prediction finds it."""
+    for plane in list(_PLANES):
+        try:
+            plane._flush()
+        except Exception as exc:  # noqa: BLE001
+            plane._internal_error("drain_before_join", exc)
 
 
 def _model_attrs(key: tuple) -> dict[str, Any]:

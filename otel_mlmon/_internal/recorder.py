@@ -187,8 +187,8 @@ class Recorder:
             s.MONITOR_DROPPED_COUNT.name, unit=s.MONITOR_DROPPED_COUNT.unit,
             description=s.MONITOR_DROPPED_COUNT.description,
         )  # fmt: skip
-        self.data = DataPlane(meter, self._settings, self.internal_error)
         ref = weakref.ref(self)
+        self.data = DataPlane(meter, self._settings, self.internal_error, lambda: (r := ref()) is not None and r.flush())
 
         def observe_queue(options: CallbackOptions) -> Iterable[Observation]:
             recorder = ref()

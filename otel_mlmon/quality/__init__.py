@@ -1,0 +1,53 @@
+"""Model quality with delayed ground truth: prediction ids, the pending-prediction store,
+realized metrics over a sliding window of labels, and label-free estimated accuracy (CBPE).
+
+Public entry points (re-exported by ``otel_mlmon``)::
+
+    with otel_mlmon.prediction_ids(request_ids):     # or: otel_mlmon.last_prediction_ids()
+        model.predict(X)
+    ...
+    otel_mlmon.record_ground_truth(request_ids, y_true)   # minutes or days later
+
+Names are imported on first use: ``prediction_ids`` loads only ``ids`` (numpy and the standard
+library); the hub, the stores and ``sqlite3`` load when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "IdBlock": "otel_mlmon.quality.ids",
+    "prediction_ids": "otel_mlmon.quality.ids",
+    "last_prediction_ids": "otel_mlmon.quality.ids",
+    "PredictionStore": "otel_mlmon.quality.store",
+    "MemoryStore": "otel_mlmon.quality.store",
+    "SQLiteStore": "otel_mlmon.quality.store",
+    "StoredPrediction": "otel_mlmon.quality.store",
+    "ClassificationWindow": "otel_mlmon.quality.metrics",
+    "RegressionWindow": "otel_mlmon.quality.metrics",
+    "classification_metrics": "otel_mlmon.quality.metrics",
+    "regression_metrics": "otel_mlmon.quality.metrics",
+    "CBPE": "otel_mlmon.quality.cbpe",
+    "QualityHub": "otel_mlmon.quality.tracker",
+    "QualitySnapshot": "otel_mlmon.quality.tracker",
+    "LabelResult": "otel_mlmon.quality.tracker",
+    "hub": "otel_mlmon.quality.tracker",
+    "record_ground_truth": "otel_mlmon.quality.tracker",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_mlmon.quality' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
