@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need, then runs them.
 #   ./scripts/test.sh [pytest args...]
+# 0. Debian's prometheus (2.42, with promtool) and prometheus-alertmanager (0.25, with amtool)
+#    for the rule tests and the Prometheus/Alertmanager end-to-end tests, and chromium for the
+#    demo report screenshot test (apt-get, unless already on PATH).
 # 1. .venv-test: the package with its test extra (scikit-learn, pandas, rotel: the real OTLP
 #    collector the end-to-end tests export to) and PyTorch (the local CPU build, pinned here
 #    only: a bare `torch` requirement would pull several GB of CUDA packages); every test.
@@ -31,8 +34,30 @@ run_pytest() {  # run_pytest VENV [pytest args...]; pytest's "no tests collected
   return "$status"
 }
 
+install_system_packages() {  # apt-get install prometheus prometheus-alertmanager chromium, unless present
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v amtool >/dev/null \
+      && { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } \
+      && command -v chromium >/dev/null; then
+    return 0
+  fi
+  echo "== installing prometheus, prometheus-alertmanager and chromium (apt-get)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if $sudo apt-get update -q >/dev/null \
+      && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+        prometheus prometheus-alertmanager chromium >/dev/null; then
+    return 0
+  fi
+  if [ "${CI:-}" = "true" ]; then
+    echo "apt-get install prometheus prometheus-alertmanager chromium failed" >&2
+    return 1
+  fi
+  echo "warning: prometheus/prometheus-alertmanager/chromium not installed: their tests will be skipped" >&2
+}
+
+install_system_packages
 make_venv .venv-test "$TORCH_PIN"
-.venv-test/bin/python -c "import otel_mlmon, sklearn, rotel, pandas, torch"  # fail early on a failed install
+.venv-test/bin/python -c "import otel_mlmon, sklearn, rotel, pandas, torch, yaml, opentelemetry.exporter.prometheus"  # fail early on a failed install
 echo "== with PyTorch: every test"
 run_pytest .venv-test otel_mlmon tests "$@"
 

@@ -15,6 +15,9 @@ sends it through the real collector process.
         exporter = OTLPSpanExporter(endpoint=col.grpc_endpoint, insecure=True)
         ...
         col.wait_for(lambda c: any(s["name"] == "x" for s in c.spans()))
+
+``kill()`` stops the rotel process alone (a collector outage: its ports close, the captured
+data stays) and ``restart()`` starts it again on the same ports.
 """
 
 from __future__ import annotations
@@ -308,6 +311,7 @@ class Collector:
             http_port = _free_port()
         self.grpc_endpoint = f"http://127.0.0.1:{grpc_port}"
         self.http_endpoint = f"http://127.0.0.1:{http_port}"
+        self._ports = (grpc_port, http_port)
         self.command = [
             str(binary), "start",
             "--pid-file", str(self.tmp_path / "rotel.pid"),
@@ -322,11 +326,16 @@ class Collector:
             "--otlp-exporter-retry-initial-backoff", "100ms",
             "--otlp-exporter-retry-max-backoff", "500ms",
         ]
+        return self._launch("wb")
+
+    def _launch(self, mode: str) -> tuple[bool, str]:
+        """Start rotel with self.command; wait until both receivers listen."""
+        grpc_port, http_port = self._ports
         # ROTEL_* variables from the environment would change rotel's config.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
         env["NO_COLOR"] = "1"
         env.setdefault("RUST_BACKTRACE", "1")
-        with open(self._stdout, "wb") as out, open(self._stderr, "wb") as err:
+        with open(self._stdout, mode) as out, open(self._stderr, mode) as err:
             self._proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
                                           stdout=out, stderr=err, env=env)
         deadline = time.monotonic() + _START_TIMEOUT
@@ -366,6 +375,34 @@ class Collector:
                 # keep captured data readable after stop()
                 self._final = (list(sink.spans), list(sink.metrics), list(sink.errors))
                 sink.close()
+
+    # -- outages ----------------------------------------------------------------
+
+    def kill(self) -> None:
+        """Stop the rotel process only: the ports close, the sink keeps what it received.
+        ``restart()`` brings rotel back on the same ports (an outage of the collector)."""
+        if self._sink is None:
+            raise RuntimeError("collector not started")
+        self._kill()
+
+    def restart(self, timeout: float = _START_TIMEOUT) -> "Collector":
+        """Start rotel again after ``kill()``, same ports and configuration."""
+        if self._sink is None:
+            raise RuntimeError("collector not started")
+        if self._proc is not None:
+            return self
+        deadline = time.monotonic() + timeout
+        while True:  # the old listener's port may take a moment to be free again
+            ok, error = self._launch("ab")
+            if ok:
+                return self
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"rotel failed to restart: {error}")
+            time.sleep(0.2)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     # -- data ----------------------------------------------------------------
 
