@@ -18,50 +18,105 @@ is::
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import Any
 
 __all__ = ["Detector", "MultivariateDetector"]
 
 
+def _check_threshold(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {value!r}")
+    return float(value)
+
+
+# Hyperparameter checks shared by the detectors: eager, with the parameter's name in the message.
+
+
+def _number(name: str, value: Any) -> float:
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:
+            pass
+        else:
+            if number - number == 0.0:
+                return number
+    raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def _positive(name: str, value: Any) -> float:
+    number = _number(name, value)
+    if not number > 0.0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return number
+
+
+def _rate(name: str, value: Any) -> float:
+    number = _number(name, value)
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+    return number
+
+
+def _count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
 class Detector(ABC):
     """Base class of univariate streaming detectors. Subclasses implement ``_update`` and
-    ``_reset``; this class handles non-finite input, warm-up and the threshold."""
+    ``_reset``; this class handles non-finite input, warm-up and the threshold.
 
-    threshold: float
+    Subclasses call ``super().__init__(threshold, warm_up)`` last, after storing and validating
+    their own hyperparameters, since it calls ``_reset()``. ``threshold`` is validated on every
+    assignment (``ValueError`` outside (0, 1)). ``seen`` counts the finite values learned,
+    ``ignored`` the values that were not finite numbers.
+    """
+
     warm_up: int
 
     def __init__(self, threshold: float, warm_up: int) -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        self.threshold = threshold
         if isinstance(warm_up, bool) or not isinstance(warm_up, int) or warm_up < 0:
             raise ValueError(f"warm_up must be a non-negative int, got {warm_up!r}")
-        self.threshold = float(threshold)
         self.warm_up = warm_up
         self.ignored = 0
         self.seen = 0
         self._reset()
 
+    @property
+    def threshold(self) -> float:
+        """Scores at or above it are anomalous; in (0, 1), may be changed at any time."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = _check_threshold(value)
+
     def update(self, value: float, timestamp: float | None = None) -> float:
         """Learn ``value`` (observed at ``timestamp``, epoch seconds) and return its score."""
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
+        if type(value) is float:
+            x = value
+        else:
+            try:
+                x = float(value)
+            except (TypeError, ValueError, OverflowError):
+                self.ignored += 1
+                return 0.0
+        if x - x != 0.0:  # NaN or +-inf (inf - inf is NaN): never enters the state
             self.ignored += 1
             return 0.0
-        if not math.isfinite(x):
-            self.ignored += 1
-            return 0.0
-        self.seen += 1
+        self.seen = seen = self.seen + 1
         score = self._update(x, timestamp)
-        if self.seen <= self.warm_up:
+        if seen <= self.warm_up:
             return 0.0
         return score
 
     def is_anomaly(self, score: float) -> bool:
         """The verdict for a score returned by :meth:`update`."""
-        return score >= self.threshold
+        return score >= self._threshold
 
     def reset(self) -> None:
         """Forget everything learned (hyperparameters are kept)."""
@@ -78,8 +133,9 @@ class Detector(ABC):
         """Initialise the mutable state (``_``-prefixed attributes)."""
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k not in ("ignored", "seen"))
-        return f"{type(self).__name__}({params})"
+        params = [f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k not in ("ignored", "seen")]
+        params.insert(len(params) - 1, f"threshold={self._threshold!r}")  # before warm_up
+        return f"{type(self).__name__}({', '.join(params)})"
 
 
 class MultivariateDetector(ABC):

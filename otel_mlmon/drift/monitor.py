@@ -1,0 +1,630 @@
+"""Streaming drift and data-quality monitoring of inference inputs against a reference profile.
+
+:class:`DriftMonitor` has three entry points::
+
+    monitor.update(X, predictions=None, timestamp=None)   # worker thread, once per call
+    monitor.observations(now=None) -> DriftObservations    # collection thread: gauges
+    monitor.drain_counts() -> DriftCounts                  # collection thread: counter increments
+
+**update** profiles a sample of the batch (see *Budget*): per numeric feature it counts values
+into the reference's quantile bins (one sort of the sampled block and one ``searchsorted`` for all
+features together), NaN, infinities, missing values (None/NA) and values outside the reference
+``[min, max]``; per categorical feature it counts the top-K categories (+ "other") and values
+never seen in the reference. Schema changes — a different number of columns, profile features
+missing from the input's columns or unknown extra columns, a dtype of another class than the
+reference's (numeric / bool / text+category / datetime; int vs float is *not* a change) — are
+data-quality events counted once per profiled row. ``X`` is never modified; it is read, and only
+the sampled rows are copied.
+
+**Budget.** At most ``sample_rows`` rows per call (default 256) are profiled: an evenly spaced,
+randomly offset (seeded) stride through the batch. On top of that a token bucket allows at most
+``max_rows_per_second`` profiled rows per second (default 2000, bursts up to one second's worth);
+a call whose sample the bucket cannot pay for is skipped whole, in about two microseconds. So a busy service pays a
+bounded cost (~2000 rows/s) whatever its traffic, and a quiet one has every row profiled. Data
+quality counts are over profiled rows; ``DriftCounts.rows`` (``ml.data.row.count``) is their
+denominator.
+
+**Windows** (:class:`~otel_mlmon.drift.window.SlidingWindow`): the current distribution is the
+last ``window_rows`` profiled rows (default 1000, sliding every 100) and/or ``window_seconds``.
+
+**Verdict.** A feature is *drifted* when, with at least ``min_rows`` (default 100) values in the
+window, its PSI is ``>= threshold`` (default 0.1, the "moderate" band) **and** its
+significance test — two-sample KS on the bins for numeric features, chi-square for categorical
+ones — has ``p < alpha / m`` (default ``alpha = 0.01``, Bonferroni over the ``m`` features
+tested). The p-value makes the verdict sample-size aware (PSI alone is biased upwards by about
+``(bins - 1) / n`` in small windows); the PSI floor keeps huge windows from flagging
+immaterial differences. ``alpha=None`` uses the PSI threshold alone.
+
+**Cardinality.** ``observations()`` reports scores only for the ``top_k`` (default 10) most
+drifted features (drifted first, then by PSI) plus ``_output``; ``share`` covers all features.
+Bin counts are drained for the first ``max_features`` (default 32) features of the profile and
+``_output``; data-quality events of features beyond that are reported as ``_other``. Whole-input
+events (column count, extra columns) use the feature name ``_input``; outputs of the wrong kind
+for the reference (scores against a reference of labels, or the reverse) are ``schema_change``
+events of ``_output`` and are not binned.
+
+**Without a profile** only data quality is monitored: NaN / inf / missing per column, and schema
+changes against the first batch seen. No drift scores, no bin counts.
+
+**Threads.** ``update`` is meant for one worker thread; ``observations``/``drain_counts`` may
+run concurrently on another (a lock guards the shared state, held for O(bins) only). Memory is
+bounded: ``window_buckets x bins`` integers plus a few small dictionaries, independent of traffic.
+
+>>> import numpy as np
+>>> from otel_mlmon.drift.profile import build_profile
+>>> rng = np.random.default_rng(0)
+>>> monitor = DriftMonitor(build_profile(rng.normal(size=(20_000, 3))))
+>>> for t in range(20):
+...     batch = rng.normal(size=(100, 3))
+...     batch[:, 1] += 1.0                      # feature x1 shifts by one standard deviation
+...     _ = monitor.update(batch, timestamp=t * 0.1)
+>>> obs = monitor.observations()
+>>> obs.drifted, obs.share
+(('x1',), 0.3333333333333333)
+>>> round(obs.scores[("x1", "psi")], 1) > 0.5, obs.p_values[("x1", "ks")] < 1e-6
+(True, True)
+>>> counts = monitor.drain_counts()
+>>> counts.rows, sum(v for (f, b), v in counts.bins.items() if f == "x0")
+(2000, 2000)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from otel_mlmon.drift._columns import (
+    BOOL_DTYPES,
+    CATEGORY_DTYPES,
+    DATETIME_DTYPES,
+    NUMERIC_DTYPES,
+    STRING_DTYPES,
+    Table,
+    count_categories,
+    dtype_class,
+    missing_mask,
+    positional_names,
+)
+from otel_mlmon.drift.base import CATEGORICAL, NUMERIC, DriftStatistic
+from otel_mlmon.drift.chi_square import ChiSquare
+from otel_mlmon.drift.jensen_shannon import JensenShannon
+from otel_mlmon.drift.kolmogorov_smirnov import KolmogorovSmirnov
+from otel_mlmon.drift.profile import OUTPUT, FeatureProfile, ReferenceProfile, output_vector
+from otel_mlmon.drift.psi import PSI
+from otel_mlmon.drift.wasserstein import Wasserstein
+from otel_mlmon.drift.window import DEFAULT_BUCKETS, DEFAULT_WINDOW_ROWS, SlidingWindow
+from otel_mlmon.semconv import OTHER
+
+__all__ = ["DriftMonitor", "DriftObservations", "DriftCounts", "INPUT", "OTHER", "OUTPUT", "ISSUES", "METHODS"]
+
+INPUT = "_input"
+MISSING, NAN, INF, OUT_OF_RANGE, UNSEEN, SCHEMA = (
+    "missing", "nan", "inf", "out_of_range", "unseen_category", "schema_change",
+)  # fmt: skip
+ISSUES = (MISSING, NAN, INF, OUT_OF_RANGE, UNSEEN, SCHEMA)
+METHODS = ("psi", "jensen_shannon", "ks", "wasserstein", "chi_square")
+_NUMERIC_METHODS = ("psi", "jensen_shannon", "ks", "wasserstein")
+_CATEGORICAL_METHODS = ("psi", "jensen_shannon", "chi_square")
+
+DEFAULT_SAMPLE_ROWS = 256
+DEFAULT_MAX_ROWS_PER_SECOND = 2000.0
+DEFAULT_MAX_FEATURES = 32
+DEFAULT_TOP_K = 10
+DEFAULT_THRESHOLD = 0.1
+DEFAULT_ALPHA = 0.01
+DEFAULT_MIN_ROWS = 100
+_PLAN_CACHE = 8
+
+
+@dataclass(frozen=True)
+class DriftObservations:
+    """Gauge values at one collection. Keys are ``(feature, method)`` pairs.
+
+    ``scores``: the drift statistic per feature and method, for the ``top_k`` most drifted
+    features plus ``_output`` (chi_square: statistic / window rows). ``p_values``: for ``ks``
+    and ``chi_square``. ``share``: drifted input features / features with enough data (None when
+    nothing could be evaluated). ``drifted``: every drifted input feature (not capped), most
+    drifted first; ``output_drifted`` the verdict for ``_output``. ``window_rows``: rows in the
+    current window.
+    """
+
+    scores: dict[tuple[str, str], float] = field(default_factory=dict)
+    p_values: dict[tuple[str, str], float] = field(default_factory=dict)
+    share: float | None = None
+    drifted: tuple[str, ...] = ()
+    output_drifted: bool = False
+    window_rows: int = 0
+
+
+@dataclass(frozen=True)
+class DriftCounts:
+    """Counter increments since the previous drain.
+
+    ``bins``: ``(feature, bin index) -> rows`` (``ml.drift.bin.count``), non-zero entries only,
+    for the first ``max_features`` features and ``_output``. ``data_quality``:
+    ``(feature, issue) -> values`` (``ml.data_quality.count``). ``rows``: rows profiled
+    (``ml.data.row.count``).
+    """
+
+    bins: dict[tuple[str, int], int] = field(default_factory=dict)
+    data_quality: dict[tuple[str, str], int] = field(default_factory=dict)
+    rows: int = 0
+
+
+def _compatible(reference: str, current: str) -> bool:
+    text = (STRING_DTYPES, CATEGORY_DTYPES)
+    return reference == current or (reference in text and current in text)
+
+
+class _Feature:
+    """What the monitor needs of one profiled feature."""
+
+    __slots__ = ("name", "kind", "dtype_class", "profile", "offset", "n_bins", "label", "slots", "known", "exported")
+
+    def __init__(self, name: str, kind: str, dtype_cls: str, profile: FeatureProfile | None) -> None:
+        self.name, self.kind, self.dtype_class, self.profile = name, kind, dtype_cls, profile
+        self.offset = 0
+        self.n_bins = 0 if profile is None else profile.n_bins
+        self.label = name
+        self.exported = False
+        self.slots: dict[str, int] = {}
+        self.known: frozenset[str] | None = None
+        if profile is not None and kind == CATEGORICAL:
+            self.slots = {value: i for i, value in enumerate(profile.top)}
+            self.known = frozenset(profile.values) if profile.complete else None
+
+
+class _Plan:
+    """How one input schema maps onto the profiled features (cached per schema)."""
+
+    __slots__ = ("numeric", "numeric_cols", "queries", "flat", "categorical", "schema_events")
+
+    def __init__(self) -> None:
+        self.numeric: list[int] = []  # feature indices
+        self.numeric_cols: list[int] = []  # input column per numeric feature
+        self.queries: np.ndarray | None = None  # flat complex probes, see _numeric_plan
+        self.flat: np.ndarray | None = None  # (k, max_bins) positions in the flat count vector
+        self.categorical: list[tuple[int, int]] = []  # (feature index, input column)
+        self.schema_events: list[str] = []  # labels that get one schema_change per row
+
+
+class DriftMonitor:
+    """Drift and data-quality monitor of one model's inputs and outputs; see the module docstring
+    for what is counted, the budget, windows, verdicts and caps."""
+
+    def __init__(
+        self,
+        profile: ReferenceProfile | None = None,
+        *,
+        window_rows: int | None = DEFAULT_WINDOW_ROWS,
+        window_seconds: float | None = None,
+        window_buckets: int = DEFAULT_BUCKETS,
+        max_features: int = DEFAULT_MAX_FEATURES,
+        top_k: int = DEFAULT_TOP_K,
+        sample_rows: int = DEFAULT_SAMPLE_ROWS,
+        max_rows_per_second: float | None = DEFAULT_MAX_ROWS_PER_SECOND,
+        threshold: float = DEFAULT_THRESHOLD,
+        alpha: float | None = DEFAULT_ALPHA,
+        min_rows: int = DEFAULT_MIN_ROWS,
+        methods: Iterable[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if profile is not None and not isinstance(profile, ReferenceProfile):
+            raise TypeError(f"profile must be a ReferenceProfile or None, got {type(profile).__name__}")
+        for name, value, minimum in (("max_features", max_features, 0), ("top_k", top_k, 0),
+                                     ("sample_rows", sample_rows, 1), ("min_rows", min_rows, 1)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if max_rows_per_second is not None and (isinstance(max_rows_per_second, bool) or not max_rows_per_second > 0):
+            raise ValueError(f"max_rows_per_second must be positive or None, got {max_rows_per_second!r}")
+        if alpha is not None and (isinstance(alpha, bool) or not 0 < alpha < 1):
+            raise ValueError(f"alpha must be in (0, 1) or None, got {alpha!r}")
+        chosen = METHODS if methods is None else tuple(dict.fromkeys(methods))
+        unknown = [m for m in chosen if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown drift methods {unknown}; choose from {METHODS}")
+        self.profile = profile
+        self.window_rows = window_rows
+        self.window_seconds = window_seconds
+        self.window_buckets = window_buckets
+        self.max_features = max_features
+        self.top_k = top_k
+        self.sample_rows = sample_rows
+        self.max_rows_per_second = None if max_rows_per_second is None else float(max_rows_per_second)
+        self.threshold = float(threshold)
+        self.alpha = alpha
+        self.min_rows = min_rows
+        self.methods = chosen
+        self.seed = seed
+        self._psi = PSI(self.threshold)
+        self._statistics: dict[str, DriftStatistic] = {
+            "psi": self._psi, "jensen_shannon": JensenShannon(), "ks": KolmogorovSmirnov(),
+            "wasserstein": Wasserstein(), "chi_square": ChiSquare(),
+        }  # fmt: skip
+        # validates the window settings eagerly
+        SlidingWindow(0, rows=window_rows, seconds=window_seconds, buckets=window_buckets)
+        self._lock = threading.Lock()
+        self._reset()
+        ref = weakref.ref(self)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=lambda: (m := ref()) is not None and m._after_fork())
+
+    # ------------------------------------------------------------------ state
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    def _reset(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._tokens = float(self._capacity())
+        self._last_time: float | None = None
+        self._plans: OrderedDict[Any, _Plan] = OrderedDict()
+        self._features: list[_Feature] | None = None
+        self._output: _Feature | None = None
+        self._named_schema = False
+        self._size = 0
+        if self.profile is not None:
+            features = [_Feature(f.name, f.kind, f.dtype_class, f) for f in self.profile.features]
+            out = self.profile.output if self.profile.output is not None else self.profile.target
+            self._install(features, None if out is None else _Feature(OUTPUT, out.kind, out.dtype_class, out))
+        self._window = SlidingWindow(self._size, rows=self.window_rows, seconds=self.window_seconds,
+                                     buckets=self.window_buckets)  # fmt: skip
+        self._pending = np.zeros(self._size, dtype=np.int64)
+        self._quality: dict[tuple[str, str], int] = {}
+        self._rows = 0
+
+    def reset(self) -> None:
+        """Forget the window, pending counts and the sampling state (settings are kept)."""
+        with self._lock:
+            self._reset()
+
+    def _capacity(self) -> float:
+        rate = self.max_rows_per_second
+        return float(self.sample_rows) if rate is None else max(float(self.sample_rows), rate)
+
+    def _install(self, features: list[_Feature], output: _Feature | None) -> None:
+        offset = 0
+        for i, f in enumerate(features):
+            f.offset = offset
+            offset += f.n_bins
+            f.exported = i < self.max_features
+            f.label = f.name if f.exported else OTHER
+        if output is not None:
+            output.offset = offset
+            offset += output.n_bins
+            output.exported = True
+        self._features, self._output, self._size = features, output, offset
+        self._reference = np.zeros(offset, dtype=np.int64)
+        self._flat_label: list[str | None] = [None] * offset
+        self._flat_bin = np.zeros(offset, dtype=np.int64)
+        for f in features + ([output] if output is not None else []):
+            if f.profile is None:
+                continue
+            self._reference[f.offset: f.offset + f.n_bins] = f.profile.bin_counts
+            for b in range(f.n_bins):
+                self._flat_label[f.offset + b] = f.name if f.exported else None
+                self._flat_bin[f.offset + b] = b
+        self._output_plan = None if output is None or output.profile is None or output.kind != NUMERIC else self._numeric_plan([output])
+
+    # ------------------------------------------------------------------ plans
+    def _numeric_plan(self, features: list[_Feature]) -> tuple[np.ndarray, np.ndarray]:
+        """Probe keys (feature index + 1j * [min, next(max), edges, +inf pads]) and flat positions
+        of the bins, for numeric features with bins."""
+        max_bins = max(f.n_bins for f in features)
+        queries = np.full((len(features), 2 + max_bins - 1), np.inf)
+        flat = np.full((len(features), max_bins), self._size, dtype=np.int64)
+        for k, f in enumerate(features):
+            p = f.profile
+            assert p is not None
+            if p.count:
+                queries[k, 0] = p.minimum
+                queries[k, 1] = np.nextafter(p.maximum, np.inf)
+            else:
+                queries[k, 0], queries[k, 1] = -np.inf, np.inf
+            queries[k, 2: 2 + p.edges.size] = p.edges
+            flat[k, : f.n_bins] = f.offset + np.arange(f.n_bins)
+        probe = np.empty(queries.shape, dtype=np.complex128)
+        probe.real = np.arange(len(features), dtype=np.float64)[:, None]
+        probe.imag = queries
+        return probe.ravel(), flat
+
+    def _plan(self, table: Table) -> _Plan:
+        key = table.signature()
+        plan = self._plans.get(key)
+        if plan is not None:
+            self._plans.move_to_end(key)
+            return plan
+        if self._features is None:  # no profile: the first batch defines the schema
+            names = table.names or positional_names(table.n_cols)
+            kinds = [NUMERIC if dtype_class(d) in (NUMERIC_DTYPES, BOOL_DTYPES, DATETIME_DTYPES) else CATEGORICAL
+                     for d in table.dtypes]  # fmt: skip
+            self._install([_Feature(n, k, dtype_class(d), None) for n, k, d in zip(names, kinds, table.dtypes)], None)
+            self._named_schema = table.names is not None
+        plan = self._build_plan(table)
+        self._plans[key] = plan
+        if len(self._plans) > _PLAN_CACHE:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _build_plan(self, table: Table) -> _Plan:
+        assert self._features is not None
+        plan = _Plan()
+        names = [f.name for f in self._features]
+        named = self.profile.named if self.profile is not None else self._named_schema
+        columns: list[int | None]
+        if named and table.names is not None:
+            where = {n: j for j, n in enumerate(table.names)}
+            columns = [where.get(n) for n in names]
+            if set(table.names) - set(names):
+                plan.schema_events.append(INPUT)
+        elif table.n_cols == len(names):
+            columns = list(range(len(names)))
+        else:
+            plan.schema_events.append(INPUT)
+            columns = [None] * len(names)
+        numeric_with_bins: list[_Feature] = []
+        for i, (f, j) in enumerate(zip(self._features, columns)):
+            if j is None:
+                if INPUT not in plan.schema_events or named:
+                    plan.schema_events.append(f.label)
+                continue
+            if not _compatible(f.dtype_class, dtype_class(table.dtypes[j])):
+                plan.schema_events.append(f.label)
+            if f.kind == NUMERIC:
+                plan.numeric.append(i)
+                plan.numeric_cols.append(j)
+                if f.profile is not None:
+                    numeric_with_bins.append(f)
+            else:
+                plan.categorical.append((i, j))
+        if numeric_with_bins:
+            if len(numeric_with_bins) != len(plan.numeric):  # pragma: no cover - profiles bin every numeric feature
+                raise AssertionError("numeric features without bins")
+            plan.queries, plan.flat = self._numeric_plan(numeric_with_bins)
+        return plan
+
+    # ------------------------------------------------------------------ update
+    def _admit(self, n: int, now: float) -> int:
+        """Rows to profile from a batch of ``n``: its whole sample, or 0 when the token bucket
+        cannot pay for it (a call is never profiled on a sliver of rows: the fixed cost per
+        profiled call is paid for a full sample)."""
+        take = min(n, self.sample_rows)
+        rate = self.max_rows_per_second
+        if rate is None:
+            return take
+        if self._last_time is not None and now > self._last_time:
+            self._tokens = min(self._capacity(), self._tokens + (now - self._last_time) * rate)
+        if self._last_time is None or now > self._last_time:
+            self._last_time = now
+        if self._tokens < take:
+            return 0
+        self._tokens -= take
+        return take
+
+    def update(self, X: Any, predictions: Any = None, timestamp: float | None = None) -> int:
+        """Profile (a sample of) one batch. Returns the number of rows profiled (0 = skipped).
+
+        ``timestamp``: when the batch was scored, in epoch seconds (default: now); it drives the
+        time window and the rate budget. Raises ``ValueError`` for inputs that are not tabular
+        (callers on a hot path catch it)."""
+        now = time.time() if timestamp is None else float(timestamp)
+        n = _row_count(X)
+        table = None
+        if n is None:
+            table = X if isinstance(X, Table) else Table(X)
+            n = table.n_rows
+        if n == 0:
+            return 0
+        take = self._admit(n, now)
+        if take == 0:
+            return 0
+        if table is None:
+            table = X if isinstance(X, Table) else Table(X)
+        if take < n:
+            stride = n // take
+            start = self._rng.randrange(n - stride * (take - 1))
+            rows = slice(start, start + stride * (take - 1) + 1, stride)
+            sample = table.rows(rows)
+        else:
+            rows = slice(0, n)
+            sample = table
+        plan = self._plan(sample)
+        counts = np.zeros(self._size + 1, dtype=np.int64)
+        quality: dict[tuple[str, str], int] = {}
+        features = self._features
+        assert features is not None
+        if plan.numeric:
+            block, missing = sample.float_block(plan.numeric_cols)
+            self._numeric(block, missing, [features[i] for i in plan.numeric], plan.queries, plan.flat, counts, quality)
+        for i, j in plan.categorical:
+            self._categorical(sample.column(j), features[i], counts, quality)
+        for label in plan.schema_events:
+            _bump(quality, label, SCHEMA, take)
+        out = self._output
+        vector = output_vector(predictions)
+        if out is not None and vector is not None and vector.ndim == 1 and vector.size:
+            vector = vector[rows] if vector.shape[0] == n else vector[:: max(1, vector.shape[0] // take)][:take]
+            if not _output_fits(out.kind, vector):  # e.g. probabilities against a reference of labels
+                _bump(quality, OUTPUT, SCHEMA, vector.size)
+            elif out.kind == NUMERIC:
+                assert self._output_plan is not None
+                values = vector.astype(np.float64) if vector.dtype.kind in "iufb" else Table(vector).float_block([0])[0][:, 0]
+                self._numeric(values.reshape(-1, 1), None, [out], *self._output_plan, counts, quality)
+            else:
+                self._categorical(vector, out, counts, quality)
+        increments = counts[: self._size]
+        with self._lock:
+            self._window.add(increments, take, now)
+            self._pending += increments
+            for key, value in quality.items():
+                self._quality[key] = self._quality.get(key, 0) + value
+            self._rows += take
+        return take
+
+    def _numeric(self, block: np.ndarray, missing: np.ndarray | None, features: list[_Feature],
+                 queries: np.ndarray | None, flat: np.ndarray | None, counts: np.ndarray,
+                 quality: dict[tuple[str, str], int]) -> None:  # fmt: skip
+        m, k = block.shape
+        data = block.T
+        finite = np.isfinite(data)
+        if finite.all():
+            nan = pos = neg = np.zeros(k, dtype=np.int64)
+            clean = True
+        else:
+            nan_mask = np.isnan(data)
+            nan = nan_mask.sum(axis=1)
+            pos = (data == np.inf).sum(axis=1)
+            neg = (data == -np.inf).sum(axis=1)
+            clean = False
+            n_missing = np.zeros(k, dtype=np.int64) if missing is None else missing.T.sum(axis=1)
+            for c in np.flatnonzero(nan + pos + neg):
+                label = features[c].label
+                _bump(quality, label, MISSING, int(n_missing[c]))
+                _bump(quality, label, NAN, int(nan[c] - n_missing[c]))
+                _bump(quality, label, INF, int(pos[c] + neg[c]))
+        if queries is None or flat is None:
+            return
+        ordered = np.sort(data, axis=1)
+        if not clean:
+            ordered[np.isnan(ordered)] = np.inf
+        # Row-sorted values as complex keys (feature index, value) are sorted lexicographically as
+        # one flat array, so a single searchsorted counts the values below every probe.
+        keys = np.empty(ordered.shape, dtype=np.complex128)
+        keys.real = np.arange(k, dtype=np.float64)[:, None]
+        keys.imag = ordered
+        below = np.searchsorted(keys.ravel(), queries, side="left").reshape(k, -1)
+        below -= np.arange(0, k * m, m)[:, None]  # values < probe, per feature
+        n_finite = m - nan - pos - neg
+        outside = (below[:, 0] - neg) + (n_finite - (below[:, 1] - neg))
+        if outside.any():
+            for c in np.flatnonzero(outside).tolist():
+                _bump(quality, features[c].label, OUT_OF_RANGE, int(outside[c]))
+        cumulative = np.concatenate((neg[:, None], below[:, 2:], (m - nan - pos)[:, None]), axis=1)
+        counts[flat.ravel()] += (cumulative[:, 1:] - cumulative[:, :-1]).ravel()
+
+    def _categorical(self, values: np.ndarray, f: _Feature, counts: np.ndarray,
+                     quality: dict[tuple[str, str], int]) -> None:  # fmt: skip
+        kind = values.dtype.kind
+        if f.profile is None:
+            n_missing = int(missing_mask(values).sum()) if kind in "Of" else 0
+            _bump(quality, f.label, MISSING, n_missing)
+            return
+        keys, seen, n_missing = count_categories(values)
+        _bump(quality, f.label, MISSING, n_missing)
+        if not keys:
+            return
+        other = f.n_bins - 1
+        slots = np.fromiter((f.slots.get(key, other) for key in keys), dtype=np.int64, count=len(keys))
+        counts[f.offset: f.offset + f.n_bins] += np.bincount(slots, weights=seen, minlength=f.n_bins).astype(np.int64)
+        if f.known is not None:
+            known = f.known
+            unseen = sum(c for key, c in zip(keys, seen.tolist()) if key not in known)
+            _bump(quality, f.label, UNSEEN, unseen)
+
+    # ------------------------------------------------------------------ collection
+    def observations(self, now: float | None = None) -> DriftObservations:
+        """Drift scores of the current window (computed here, on the caller's thread).
+
+        ``now`` (epoch seconds) expires a time window; default: the current time when
+        ``window_seconds`` is set."""
+        if self._features is None or self.profile is None:
+            return DriftObservations(window_rows=self._window.rows)
+        if now is None and self.window_seconds is not None:
+            now = time.time()
+        with self._lock:
+            current = self._window.totals(now)
+            window_rows = self._window.rows
+        evaluated: list[tuple[_Feature, float, float]] = []
+        candidates = list(self._features) + ([self._output] if self._output is not None else [])
+        for f in candidates:
+            ref = self._reference[f.offset: f.offset + f.n_bins]
+            cur = current[f.offset: f.offset + f.n_bins]
+            if cur.sum() < self.min_rows or ref.sum() == 0:
+                continue
+            psi = self._psi(ref, cur).statistic
+            test = self._statistics["ks" if f.kind == NUMERIC else "chi_square"](ref, cur)
+            evaluated.append((f, psi, test.p_value))
+        if not evaluated:
+            return DriftObservations(window_rows=window_rows)
+        cut = None if self.alpha is None else self.alpha / len(evaluated)
+        verdicts = {f.name: psi >= self.threshold and (cut is None or p < cut) for f, psi, p in evaluated}
+        inputs = [(f, psi) for f, psi, _ in evaluated if f is not self._output]
+        ranked = sorted(inputs, key=lambda item: (not verdicts[item[0].name], -item[1]))
+        drifted = tuple(f.name for f, _ in ranked if verdicts[f.name])
+        share = len(drifted) / len(inputs) if inputs else None
+        scores: dict[tuple[str, str], float] = {}
+        p_values: dict[tuple[str, str], float] = {}
+        chosen = [f for f, _ in ranked[: self.top_k]]
+        if self._output is not None and self._output.name in verdicts:
+            chosen.append(self._output)
+        for f in chosen:
+            self._score(f, current, scores, p_values)
+        output_drifted = bool(self._output is not None and verdicts.get(self._output.name, False))
+        return DriftObservations(scores, p_values, share, drifted, output_drifted, window_rows)
+
+    def _score(self, f: _Feature, current: np.ndarray, scores: dict, p_values: dict) -> None:
+        p = f.profile
+        assert p is not None
+        ref = self._reference[f.offset: f.offset + f.n_bins]
+        cur = current[f.offset: f.offset + f.n_bins]
+        applicable = _NUMERIC_METHODS if f.kind == NUMERIC else _CATEGORICAL_METHODS
+        for method in self.methods:
+            if method not in applicable:
+                continue
+            if method == "wasserstein":
+                if not p.std:
+                    continue
+                result = self._statistics[method](ref, cur, edges=p.edges, low=p.minimum, high=p.maximum, scale=p.std)
+            else:
+                result = self._statistics[method](ref, cur)
+            value = result.statistic / cur.sum() if method == "chi_square" else result.statistic
+            if math.isfinite(value):
+                scores[(f.name, method)] = float(value)
+            if method in ("ks", "chi_square") and math.isfinite(result.p_value):
+                p_values[(f.name, method)] = float(result.p_value)
+
+    def drain_counts(self) -> DriftCounts:
+        """Bin counts, data-quality events and profiled rows since the previous drain."""
+        with self._lock:
+            pending, self._pending = self._pending, np.zeros(self._size, dtype=np.int64)
+            quality, self._quality = self._quality, {}
+            rows, self._rows = self._rows, 0
+        bins: dict[tuple[str, int], int] = {}
+        for position in np.flatnonzero(pending).tolist():
+            label = self._flat_label[position]
+            if label is not None:
+                bins[(label, int(self._flat_bin[position]))] = int(pending[position])
+        return DriftCounts(bins, quality, rows)
+
+
+def _output_fits(kind: str, vector: np.ndarray) -> bool:
+    """Whether outputs can be compared with a reference of this kind: numeric needs numbers;
+    categorical (labels) takes anything but non-integral floats."""
+    if kind == NUMERIC:
+        return vector.dtype.kind in "iufb"
+    if vector.dtype.kind == "f":
+        finite = vector[np.isfinite(vector)]
+        return bool(np.array_equal(finite, np.round(finite)))
+    return True
+
+
+def _row_count(X: Any) -> int | None:
+    """Rows of an input without converting it (None when that needs a conversion)."""
+    shape = getattr(X, "shape", None)
+    if isinstance(shape, tuple) and len(shape) in (1, 2):
+        return int(shape[0])
+    return None
+
+
+def _bump(quality: dict[tuple[str, str], int], label: str, issue: str, value: int) -> None:
+    if value > 0:
+        key = (label, issue)
+        quality[key] = quality.get(key, 0) + value
