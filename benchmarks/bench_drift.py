@@ -3,8 +3,9 @@
 Run:  python benchmarks/bench_drift.py [--quick] [--json out.json]
 
 (a) **Overhead.** ``DriftMonitor.update`` with its default budget next to a 1000-row x 30-feature
-    ``predict`` of LogisticRegression and RandomForestClassifier (100 trees, one thread), in
-    interleaved blocks in one process; medians over blocks. Two figures per model:
+    ``predict`` of LogisticRegression (numpy and pandas input) and RandomForestClassifier (100
+    trees, one thread), in interleaved blocks in one process; medians over blocks. Two figures
+    per model:
     * *every call profiled*: the rate budget off, so each call profiles its 256-row sample — the
       cost of one profiled call;
     * *steady state, defaults*: ``predict`` then ``update`` back to back on the real clock for
@@ -39,6 +40,7 @@ import tracemalloc
 from time import perf_counter
 
 import numpy as np
+import pandas as pd
 import sklearn
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.ensemble import RandomForestClassifier
@@ -73,15 +75,17 @@ def _steady_state(model, monitor, batch, seconds: float) -> tuple[float, float, 
 
 def bench_overhead(rounds: int, steady_seconds: float) -> list[dict]:
     X, y = make_classification(n_samples=20_000, n_features=30, n_informative=10, random_state=0)
-    batch = np.ascontiguousarray(X[:1000])
+    frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(30)])
     results = []
     models = [
-        ("LogisticRegression", LogisticRegression(max_iter=1000), 400),
-        ("RandomForestClassifier(100 trees)", RandomForestClassifier(n_estimators=100, n_jobs=1, random_state=0), 12),
+        ("LogisticRegression", LogisticRegression(max_iter=1000), X, 400),
+        ("LogisticRegression, DataFrame input", LogisticRegression(max_iter=1000), frame, 400),
+        ("RandomForestClassifier(100 trees)", RandomForestClassifier(n_estimators=100, n_jobs=1, random_state=0), X, 12),
     ]  # fmt: skip
-    for name, model, calls in models:
-        model.fit(X, y)
-        profile = build_profile(X, predictions=model.predict(X))
+    for name, model, data, calls in models:
+        model.fit(data, y)
+        profile = build_profile(data, predictions=model.predict(data))
+        batch = data.iloc[:1000].copy() if isinstance(data, pd.DataFrame) else np.ascontiguousarray(data[:1000])
         labels = model.predict(batch)
         every = DriftMonitor(profile, max_rows_per_second=None)
         predict_s, every_s = [], []

@@ -77,8 +77,9 @@ ML_SAMPLING_REASON = "ml.sampling.reason"
 """Why: ``anomaly``, ``error`` or ``ratio`` (a normal span, sampled by the ratio)."""
 
 ML_FEATURE_NAME = "ml.feature.name"
-"""Input feature (DataFrame column, else ``x0``, ``x1`` ...); ``_output`` for the model's output.
-Capped per model: features beyond the cap are reported as ``_other``."""
+"""Input feature (DataFrame column, else ``x0``, ``x1`` ...); ``_output`` for the model's output,
+``_input`` for whole-input schema events (column count, unknown columns). Capped per model:
+features beyond the cap are reported as ``_other``."""
 
 ML_DRIFT_METHOD = "ml.drift.method"
 """Drift statistic: ``psi``, ``jensen_shannon``, ``ks``, ``wasserstein``, ``chi_square``."""

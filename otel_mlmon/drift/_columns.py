@@ -30,9 +30,12 @@ DTYPE_CLASSES = (NUMERIC_DTYPES, BOOL_DTYPES, STRING_DTYPES, CATEGORY_DTYPES, DA
 
 def dtype_class(dtype: Any) -> str:
     """Class of a numpy or pandas dtype (duck-typed on ``kind`` and ``name``)."""
-    if getattr(dtype, "name", None) == "category":
+    if isinstance(dtype, np.dtype):
+        kind = dtype.kind
+    elif getattr(dtype, "name", None) == "category":
         return CATEGORY_DTYPES
-    kind = getattr(dtype, "kind", "O")
+    else:
+        kind = getattr(dtype, "kind", "O")
     if kind in "iuf":
         return NUMERIC_DTYPES
     if kind == "b":
@@ -49,30 +52,31 @@ def positional_names(n: int) -> list[str]:
 
 
 class Table:
-    """A 2-D input seen as columns. ``rows(sl)`` returns a row slice without copying data."""
+    """A 2-D input seen as columns. ``rows(sl)`` returns a row slice without copying data (for
+    DataFrames the slice is applied lazily, together with the column selection)."""
 
-    __slots__ = ("_data", "_mode", "names", "n_rows", "n_cols", "dtypes")
+    __slots__ = ("_data", "_mode", "_rows", "names", "n_rows", "n_cols", "dtypes")
 
-    def __init__(self, data: Any, *, _mode: str | None = None, _names: Any = None) -> None:
-        if _mode is not None:
-            self._data, self._mode = data, _mode
-        elif isinstance(data, Mapping):
+    def __init__(self, data: Any) -> None:
+        self._rows: slice | None = None
+        names: list[str] | None = None
+        if isinstance(data, Mapping):
             self._mode = "columns"
             cols = [np.asarray(v) for v in data.values()]
             if any(c.ndim != 1 for c in cols) or len({c.shape[0] for c in cols}) > 1:
                 raise ValueError("a mapping input needs 1-D columns of equal length")
-            self._data = cols
-            _names = [str(k) for k in data.keys()]
+            self._data: Any = cols
+            names = [str(k) for k in data.keys()]
         elif hasattr(data, "columns") and hasattr(data, "iloc"):
             self._mode = "frame"
             self._data = data
             labels = list(data.columns)
-            _names = [str(c) for c in labels] if labels and all(isinstance(c, str) for c in labels) else None
+            names = [str(c) for c in labels] if labels and all(isinstance(c, str) for c in labels) else None
         elif hasattr(data, "columns") and not isinstance(data, np.ndarray):
             labels = list(data.columns)
             self._mode = "columns"
             self._data = [np.asarray(data[c]) for c in labels]
-            _names = [str(c) for c in labels] if labels and all(isinstance(c, str) for c in labels) else None
+            names = [str(c) for c in labels] if labels and all(isinstance(c, str) for c in labels) else None
         elif hasattr(data, "tocsr") and hasattr(data, "shape"):
             self._mode = "sparse"
             self._data = data.tocsr()
@@ -84,7 +88,7 @@ class Table:
                 raise ValueError(f"expected a 1-D or 2-D input, got shape {array.shape}")
             self._mode = "array"
             self._data = array
-        self.names: list[str] | None = _names
+        self.names = names
         if self._mode == "columns":
             self.n_rows = int(self._data[0].shape[0]) if self._data else 0
             self.n_cols = len(self._data)
@@ -94,46 +98,56 @@ class Table:
             self.dtypes = list(self._data.dtypes)
         else:
             self.n_rows, self.n_cols = (int(s) for s in self._data.shape)
-            dtype = self._data.dtype
-            self.dtypes = [dtype] * self.n_cols
+            self.dtypes = [self._data.dtype] * self.n_cols
 
     def signature(self) -> tuple[Any, ...]:
         """Hashable description of the schema (names, column count, dtypes)."""
         if self._mode == "array":
             return ("array", self.n_cols, self._data.dtype.str)
         return (self._mode, self.n_cols, None if self.names is None else tuple(self.names),
-                tuple(str(d) for d in self.dtypes))  # fmt: skip
+                tuple(d if isinstance(d, np.dtype) else str(d) for d in self.dtypes))  # fmt: skip
 
     def rows(self, sl: slice) -> Table:
+        new = Table.__new__(Table)
+        new._mode, new.names, new.n_cols, new.dtypes = self._mode, self.names, self.n_cols, self.dtypes
+        new._rows = None
         if self._mode == "columns":
-            data: Any = [c[sl] for c in self._data]
+            new._data = [c[sl] for c in self._data]
         elif self._mode == "frame":
-            data = self._data.iloc[sl]
+            new._data = self._data
+            new._rows = sl if self._rows is None else _compose(self._rows, sl, self.n_rows)
         elif self._mode == "sparse":
-            return Table(np.asarray(self._data[sl].toarray()), _mode="array", _names=self.names)
+            new._data, new._mode = np.asarray(self._data[sl].toarray()), "array"
         else:
-            data = self._data[sl]
-        return Table(data, _mode=self._mode, _names=self.names)
+            new._data = self._data[sl]
+        new.n_rows = len(range(*sl.indices(self.n_rows)))
+        return new
 
     def column(self, j: int) -> np.ndarray:
         """Column ``j`` as a 1-D numpy array (possibly a view: never write to it)."""
         if self._mode == "columns":
             return self._data[j]
         if self._mode == "frame":
-            return np.asarray(self._data.iloc[:, j].to_numpy())
+            rows = self._rows if self._rows is not None else slice(None)
+            return np.asarray(self._data.iloc[rows, j].to_numpy())
         if self._mode == "sparse":
             return np.asarray(self._data[:, j].toarray()).reshape(-1)
         return self._data[:, j]
 
-    def float_block(self, idx: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    def float_block(self, idx: list[int], numeric: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Columns ``idx`` as a float64 (rows x len(idx)) array and a mask of values that were
-        missing (None / NA) rather than NaN, or None when there are none. May be a view."""
+        missing (None / NA) rather than NaN, or None when there are none. May be a view.
+        ``numeric``: whether those columns all have numeric dtypes, if the caller knows."""
+        every = len(idx) == self.n_cols and idx == list(range(self.n_cols))
         if self._mode == "array" and self._data.dtype.kind in "iufb":
-            block = self._data if idx == list(range(self.n_cols)) else self._data[:, idx]
+            block = self._data if every else self._data[:, idx]
             return block.astype(np.float64, copy=False), None
-        if self._mode == "frame" and all(dtype_class(self.dtypes[j]) == NUMERIC_DTYPES for j in idx):
+        if numeric is None:
+            numeric = all(dtype_class(self.dtypes[j]) == NUMERIC_DTYPES for j in idx)
+        if self._mode == "frame" and numeric:
+            rows = self._rows if self._rows is not None else slice(None)
             try:
-                sub = self._data if idx == list(range(self.n_cols)) else self._data.iloc[:, idx]
+                sub = self._data.iloc[rows, idx] if not every else (self._data.iloc[rows] if self._rows is not None else self._data)
                 return np.asarray(sub.to_numpy(dtype=np.float64, na_value=np.nan)), None
             except (TypeError, ValueError):
                 pass
@@ -147,6 +161,12 @@ class Table:
                     missing = np.zeros(out.shape, dtype=bool)
                 missing[:, k] = miss
         return out, missing
+
+
+def _compose(first: slice, second: slice, n: int) -> slice:
+    """The slice equal to ``[first][second]`` on a sequence of length ``n`` (positive steps)."""
+    r = range(*first.indices(n))[second]
+    return slice(r.start, r.stop, r.step)
 
 
 # --------------------------------------------------------------------------- scalar conversions

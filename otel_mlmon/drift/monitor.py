@@ -186,11 +186,12 @@ class _Feature:
 class _Plan:
     """How one input schema maps onto the profiled features (cached per schema)."""
 
-    __slots__ = ("numeric", "numeric_cols", "queries", "flat", "categorical", "schema_events")
+    __slots__ = ("numeric", "numeric_cols", "numeric_dtypes", "queries", "flat", "categorical", "schema_events")
 
     def __init__(self) -> None:
         self.numeric: list[int] = []  # feature indices
         self.numeric_cols: list[int] = []  # input column per numeric feature
+        self.numeric_dtypes = True  # whether those input columns all have numeric dtypes
         self.queries: np.ndarray | None = None  # flat complex probes, see _numeric_plan
         self.flat: np.ndarray | None = None  # (k, max_bins) positions in the flat count vector
         self.categorical: list[tuple[int, int]] = []  # (feature index, input column)
@@ -385,6 +386,7 @@ class DriftMonitor:
                     numeric_with_bins.append(f)
             else:
                 plan.categorical.append((i, j))
+        plan.numeric_dtypes = all(dtype_class(table.dtypes[j]) == NUMERIC_DTYPES for j in plan.numeric_cols)
         if numeric_with_bins:
             if len(numeric_with_bins) != len(plan.numeric):  # pragma: no cover - profiles bin every numeric feature
                 raise AssertionError("numeric features without bins")
@@ -442,7 +444,7 @@ class DriftMonitor:
         features = self._features
         assert features is not None
         if plan.numeric:
-            block, missing = sample.float_block(plan.numeric_cols)
+            block, missing = sample.float_block(plan.numeric_cols, plan.numeric_dtypes)
             self._numeric(block, missing, [features[i] for i in plan.numeric], plan.queries, plan.flat, counts, quality)
         for i, j in plan.categorical:
             self._categorical(sample.column(j), features[i], counts, quality)
