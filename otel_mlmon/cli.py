@@ -114,10 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "run", None) is None:
+    run = getattr(args, "run", None) or getattr(args, "func", None)
+    if run is None:
         parser.print_help()
         return 2
-    return int(args.run(args) or 0)
+    return int(run(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,64 @@
+"""The ``otel-mlmon`` command: ``config`` and ``profile``, and a profile written by the CLI used
+for a model trained elsewhere (``OTEL_MLMON_PROFILE_DIR``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_wine
+from sklearn.linear_model import LogisticRegression
+
+import otel_mlmon
+from otel_mlmon import semconv
+from otel_mlmon.cli import main
+from otel_mlmon.drift import get_profile
+
+CLI = [sys.executable, "-m", "otel_mlmon.cli"]
+
+
+def test_config_reports_values_and_their_source(capsys):
+    env = {**os.environ, "OTEL_MLMON_SAMPLING_RATIO": "0.25", "OTEL_MLMON_QUEUE_SIZE": "-3"}
+    out = subprocess.run(CLI + ["config", "--json"], env=env, capture_output=True, text=True, check=True)
+    config = json.loads(out.stdout)
+    settings = config["settings"]
+    assert settings["OTEL_MLMON_SAMPLING_RATIO"] == {"value": 0.25, "source": "environment"}
+    assert settings["OTEL_MLMON_QUEUE_SIZE"]["source"].startswith("default (invalid")
+    assert config["frameworks"]["scikit-learn"]
+    from otel_mlmon._internal.config import _SPEC
+
+    assert set(settings) == {var for var, _, _ in _SPEC.values()}, "every OTEL_MLMON_* variable is shown"
+    assert main(["config"]) == 0
+    assert "OTEL_MLMON_LABEL_STORE" in capsys.readouterr().out
+
+
+def test_profile_command_and_profile_dir(tmp_path, make_telemetry):
+    X, y = load_wine(return_X_y=True, as_frame=True)
+    frame = X.assign(target=y)
+    frame.to_csv(tmp_path / "wine.csv", index=False)
+    (tmp_path / "profiles").mkdir()
+    out = subprocess.run(CLI + ["profile", str(tmp_path / "wine.csv"), "--target", "target",
+                                "--output", str(tmp_path / "profiles" / "wine.json")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    profile = otel_mlmon.load_profile(tmp_path / "profiles" / "wine.json")
+    assert list(profile.feature_names) == list(X.columns)
+    bad = subprocess.run(CLI + ["profile", str(tmp_path / "missing.csv")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "missing.csv" in bad.stderr + bad.stdout
+
+    telemetry = make_telemetry(profile_on_fit=False, profile_dir=str(tmp_path / "profiles"), label_store="none")
+    model = LogisticRegression(max_iter=5000).fit(X, y)
+    assert get_profile(model) is None  # trained "elsewhere": no profile attached
+    otel_mlmon.set_model_info(model, name="wine")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        model.predict(X.iloc[rng.integers(0, len(X), 20)])
+    telemetry.instrumentor.force_flush()
+    scores = [(a, p.value) for _, _, a, p in telemetry.points(semconv.DRIFT_SCORE.name)
+              if a[semconv.ML_MODEL_NAME] == "wine"]  # fmt: skip
+    assert scores, "the profile from OTEL_MLMON_PROFILE_DIR is used"
+    assert {a[semconv.ML_FEATURE_NAME] for a, _ in scores} <= set(X.columns) | {"_output"}
