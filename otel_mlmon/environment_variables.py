@@ -116,8 +116,13 @@ OTEL_MLMON_ANOMALY_SIGNALS = "OTEL_MLMON_ANOMALY_SIGNALS"
 """
 .. envvar:: OTEL_MLMON_ANOMALY_SIGNALS
 
-Comma-separated per-call signals watched: ``latency``, ``batch_size``, ``error_rate``.
-Default: ``latency,batch_size,error_rate``.
+Comma-separated signals watched by the detectors. Per call, judged before the span ends (the
+span carries the verdict): ``latency``, ``row_latency`` (latency per input row),
+``batch_size``, ``error_rate`` (over windows of 50 calls). On the recording worker, one point
+per flush (the verdict is counted and alerted, spans have ended): ``output`` (mean regressor
+output or mean confidence), ``data_quality`` (data-quality events per profiled row), ``drift``
+(share of drifting features), ``accuracy`` and ``estimated_accuracy`` (``r2`` for regressors;
+every 10 s). Default: all but ``row_latency``.
 """
 
 OTEL_MLMON_ANOMALY_THRESHOLD = "OTEL_MLMON_ANOMALY_THRESHOLD"

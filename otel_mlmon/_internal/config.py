@@ -104,15 +104,20 @@ def _url(value: Any) -> str | None:
     return text
 
 
-SIGNALS = ("latency", "batch_size", "error_rate")
+# Per-call signals (judged before the span ends) and signals computed on the recording worker
+# (one point per flush: output, data quality, drift; every QUALITY_EVERY_S: quality).
+CALL_SIGNALS = ("latency", "row_latency", "batch_size", "error_rate")
+WORKER_SIGNALS = ("output", "data_quality", "drift", "accuracy", "estimated_accuracy")
+ALL_SIGNALS = CALL_SIGNALS + WORKER_SIGNALS
+SIGNALS = ("latency", "batch_size", "error_rate") + WORKER_SIGNALS  # the default set
 
 
 def _signals(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     names = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
-    unknown = [name for name in names if name not in SIGNALS]
+    unknown = [name for name in names if name not in ALL_SIGNALS]
     if unknown:
-        raise ValueError(f"signals must be a subset of {SIGNALS}, got {value!r}")
+        raise ValueError(f"signals must be a subset of {ALL_SIGNALS}, got {value!r}")
     return names
 
 

@@ -29,14 +29,16 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
+from otel_mlmon._internal.signals import SeriesWatch
 from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, OpInfo
 
 PROFILE_MAX_ROWS = 200_000  # rows of the training data profiled at fit (evenly strided)
 PROFILE_PREDICT_ROWS = 10_000  # training rows predicted at fit for the output reference
-_SNAPSHOT_TTL_S = 0.5
+_SNAPSHOT_TTL_S = 0.05  # one snapshot serves the three callbacks of one collection
 _MAX_PENDING_SAMPLES = 256  # input samples waiting for the worker; more are not profiled
 _MAX_HELD = 4096  # calls with unread generated ids waiting HOLD_S
 HOLD_S = 5.0
+QUALITY_EVERY_S = 10.0  # realized/estimated quality points for the detectors
 
 
 def strided(X: Any, budget: int) -> Any:
@@ -70,11 +72,12 @@ def sample_input(X: Any, budget: int) -> Any:
 class DataState:
     """What one model operation needs for data monitoring, computed once per model state."""
 
-    __slots__ = ("model_key", "mode", "classes", "drift", "profile_inputs")
+    __slots__ = ("model_key", "metric_key", "mode", "classes", "drift", "profile_inputs")
 
     def __init__(self, model_key: tuple[str, str | None], mode: str | None, classes: Any, drift: Any,
-                 profile_inputs: bool) -> None:  # fmt: skip
+                 profile_inputs: bool, metric_key: Any = None) -> None:  # fmt: skip
         self.model_key = model_key
+        self.metric_key = metric_key
         self.mode = mode
         self.classes = classes
         self.drift = drift
@@ -113,6 +116,10 @@ class DataPlane:
         self._snapshot_at = 0.0
         self._hub: Any = None
         self._held: deque = deque()
+        self.on_anomaly: Callable[[Any, str, str, float], Any] | None = None  # set by the recorder
+        self._series: dict[tuple[str, str | None], Any] = {}
+        self._metric_keys: dict[tuple[str, str | None], Any] = {}
+        self._quality_at = 0.0
         self._create_instruments(meter)
 
     # ------------------------------------------------------------------ configuration
@@ -157,10 +164,10 @@ class DataPlane:
             first = self._profiled_op.setdefault(key, operation)
             if len(self._profiled_op) > settings.max_models and first == operation and key not in self._drift:
                 self._profiled_op.pop(key, None)
-                return DataState(key, mode, classes, None, False)
+                return DataState(key, mode, classes, None, False, info.key)
         profile_inputs = first == operation and settings.data_monitoring
         drift = self._drift_monitor(key, model) if profile_inputs else None
-        return DataState(key, mode, classes, drift, profile_inputs)
+        return DataState(key, mode, classes, drift, profile_inputs, info.key)
 
     def _drift_monitor(self, key: tuple[str, str | None], model: Any) -> Any:
         settings = self._settings
@@ -204,6 +211,7 @@ class DataPlane:
     def process(self, items: Iterable[tuple[tuple, Any]]) -> None:
         """Profile inputs and hand predictions to the quality hub (recording worker)."""
         touched = set()
+        outputs: dict[tuple[str, str | None], list[float]] = {}
         for (data, sample, block, timestamp), output in items:
             if sample is not None:
                 self._pending_samples = max(0, self._pending_samples - 1)
@@ -217,6 +225,10 @@ class DataPlane:
                         proba = output
                     elif mode == OUT_LOGITS:
                         proba = _softmax(output)
+                    if data.metric_key is not None and len(self._metric_keys) < self._settings.max_models:
+                        self._metric_keys.setdefault(data.model_key, data.metric_key)
+                    if self._watching:
+                        _add_output_point(outputs, data.model_key, y_pred if mode == OUT_VALUES else None, proba)
                 if data.drift is not None and sample is not None:
                     if not isinstance(sample, np.ndarray):
                         sample = strided(sample, self._settings.drift_sample_rows)
@@ -233,9 +245,63 @@ class DataPlane:
                         self._hand_over(item, True)
             except Exception as exc:  # noqa: BLE001
                 self._internal_error("data_monitoring", exc)
-        self._release_held(time.time())
+        now = time.time()
+        self._release_held(now)
         for key in touched:
-            self._drain(key)
+            rate = self._drain(key)
+            if self._watching:
+                if rate is not None:
+                    self._observe(key, "data_quality", rate, now)
+                if "drift" in self._settings.anomaly_signals:
+                    entry = self._drift.get(key)
+                    share = entry[0].observations().share if entry is not None else None
+                    if share is not None:
+                        self._observe(key, "drift", share, now)
+        if self._watching:
+            for key, (total, n) in outputs.items():
+                if n:
+                    self._observe(key, "output", total / n, now)
+            if now - self._quality_at >= QUALITY_EVERY_S and self._hub is not None:
+                self._quality_at = now
+                self._watch_quality(now)
+
+    # ------------------------------------------------------------------ worker-side signals
+    @property
+    def _watching(self) -> bool:
+        settings = self._settings
+        return settings.anomaly_detection and self.on_anomaly is not None
+
+    def _observe(self, key: tuple[str, str | None], signal: str, value: float, now: float) -> None:
+        """Feed one point of a worker-side signal to the model's detector; report a verdict."""
+        try:
+            watch = self._series.get(key)
+            if watch is None:
+                if len(self._series) >= self._settings.max_models:
+                    return
+                watch = self._series[key] = SeriesWatch(self._settings.anomaly_signals, self._make_detector)
+            verdict = watch.observe(signal, value, now)
+            metric_key = self._metric_keys.get(key)
+            if verdict is not None and metric_key is not None and self.on_anomaly is not None:
+                self.on_anomaly(metric_key, verdict[0], verdict[1], verdict[2])
+        except Exception as exc:  # noqa: BLE001
+            self._internal_error("anomaly_detection", exc)
+
+    def _make_detector(self) -> Any:
+        from otel_mlmon.anomaly import default_detector  # noqa: PLC0415
+
+        detector = default_detector()
+        if self._settings.anomaly_threshold is not None:
+            detector.threshold = self._settings.anomaly_threshold
+        return detector
+
+    def _watch_quality(self, now: float) -> None:
+        snapshot = self._hub.snapshot()
+        for key, values in snapshot.quality.items():
+            key = tuple(key)
+            for source, signal in (("realized", "accuracy"), ("estimated", "estimated_accuracy")):
+                value = values.get(("accuracy", source), values.get(("r2", source)))
+                if value is not None:
+                    self._observe(key, signal, value, now)
 
     # Predictions wait for labels only when the application can know their ids: it supplied
     # them (prediction_ids) or read the generated ones (last_prediction_ids). Storing every
@@ -270,15 +336,18 @@ class DataPlane:
     def _drain(self, key: tuple[str, str | None]) -> None:
         entry = self._drift.get(key)
         if entry is None:
-            return
+            return None
         attrs = _model_attrs(key)
         counts = entry[0].drain_counts()
         if counts.rows:
             self._data_rows.add(counts.rows, attrs)
         for (feature, bin_index), n in counts.bins.items():
             self._bins.add(n, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DRIFT_BIN: str(bin_index)})
+        issues = 0
         for (feature, issue), n in counts.data_quality.items():
+            issues += n
             self._issues.add(n, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DATA_QUALITY_ISSUE: issue})
+        return issues / counts.rows if counts.rows else None
 
     def _on_label_delays(self, key: tuple[str, str | None], delays: np.ndarray) -> None:
         attrs = _model_attrs(tuple(key))
@@ -392,6 +461,23 @@ def _drain_all_planes() -> None:
             plane._flush()
         except Exception as exc:  # noqa: BLE001
             plane._internal_error("drain_before_join", exc)
+
+
+def _add_output_point(outputs: dict, key: tuple, values: Any, proba: Any) -> None:
+    """Accumulate the flush's mean regressor output or mean confidence of one model."""
+    array = None
+    if proba is not None:
+        array = np.asarray(proba)
+        array = array.max(axis=1) if array.ndim == 2 and array.size else None
+    elif values is not None:
+        array = np.asarray(values)
+        array = array if array.ndim == 1 and array.dtype.kind in "fiu" else None
+    if array is None or not array.size:
+        return
+    array = array[np.isfinite(array)]
+    entry = outputs.setdefault(key, [0.0, 0])
+    entry[0] += float(array.sum())
+    entry[1] += int(array.size)
 
 
 def _model_attrs(key: tuple) -> dict[str, Any]:

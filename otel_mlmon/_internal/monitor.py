@@ -97,6 +97,7 @@ class Monitor:
 
                 self._processor = install(tracer_provider, settings, meter_provider)
                 if self._processor is not None:
+                    self.recorder.alerter = self._processor
                     with _PROCESSOR_LOCK:
                         _PROCESSOR_USERS[id(self._processor)] = _PROCESSOR_USERS.get(id(self._processor), 0) + 1
             except Exception as exc:  # noqa: BLE001 - tracing goes on without it

@@ -189,6 +189,8 @@ class Recorder:
         )  # fmt: skip
         ref = weakref.ref(self)
         self.data = DataPlane(meter, self._settings, self.internal_error, lambda: (r := ref()) is not None and r.flush())
+        self.data.on_anomaly = self._worker_anomaly
+        self.alerter: Any = None  # the AnomalyDetectionSpanProcessor installed with this recorder
 
         def observe_queue(options: CallbackOptions) -> Iterable[Observation]:
             recorder = ref()
@@ -357,6 +359,15 @@ class Recorder:
                     self._record_outputs(key, attrs, agg.outputs)
                 except Exception as exc:  # noqa: BLE001 - odd outputs must not stop the rest
                     self.internal_error("output_statistics", exc)
+
+    def _worker_anomaly(self, key: MetricKey, signal: str, detector: str, score: float) -> None:
+        """A verdict on a worker-side signal: counted, and alerted (no span to carry it)."""
+        attrs = self._attrs(key)
+        self._anomalies.add(1, {**attrs, semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: detector})
+        alerter = self.alerter
+        if alerter is not None:
+            alerter.alert(key.name, signal, detector, score,
+                          {k: v for k, v in attrs.items() if k != semconv.ML_MODEL_NAME})  # fmt: skip
 
     def _score_multivariate(self, groups: dict[MetricKey, _Aggregate], anomalies: dict[tuple, int]) -> None:
         """IsolationForest over (log latency, log rows) of each call, in one micro-batch per model

@@ -18,16 +18,18 @@ Verdict = tuple  # (signal, detector name, score)
 
 
 class SignalWatch:
-    __slots__ = ("_lock", "_latency", "_batch", "_errors", "_calls", "_failures", "_names")
+    __slots__ = ("_lock", "_latency", "_row_latency", "_batch", "_errors", "_calls", "_failures", "_names")
 
     def __init__(self, signals: tuple[str, ...], make_detector: Callable[[], Any]) -> None:
         self._lock = threading.Lock()
         self._latency = make_detector() if "latency" in signals else None
+        self._row_latency = make_detector() if "row_latency" in signals else None
         self._batch = make_detector() if "batch_size" in signals else None
         self._errors = make_detector() if "error_rate" in signals else None
         self._calls = 0
         self._failures = 0
-        self._names = {id(d): type(d).__name__ for d in (self._latency, self._batch, self._errors) if d}
+        self._names = {id(d): type(d).__name__
+                       for d in (self._latency, self._row_latency, self._batch, self._errors) if d}  # fmt: skip
 
     def observe(self, duration: Any, rows: int | None, failed: bool) -> Verdict | None:
         """Update the detectors with one call; the strongest anomalous verdict, or None."""
@@ -39,6 +41,11 @@ class SignalWatch:
                 score = detector.update(duration, now)
                 if detector.is_anomaly(score):
                     best = ("latency", detector, score)
+            detector = self._row_latency
+            if detector is not None and type(duration) is float and rows:
+                score = detector.update(duration / rows, now)
+                if detector.is_anomaly(score) and (best is None or score > best[2]):
+                    best = ("row_latency", detector, score)
             detector = self._batch
             if detector is not None and rows is not None:
                 score = detector.update(rows, now)
@@ -56,3 +63,28 @@ class SignalWatch:
         if best is None:
             return None
         return best[0], self._names[id(best[1])], float(best[2])
+
+
+class SeriesWatch:
+    """Detectors over one model's worker-side signals (one point per flush or per quality
+    period): output, data quality, drift, realized and estimated quality. Thread-safe."""
+
+    __slots__ = ("_lock", "_signals", "_make_detector", "_detectors")
+
+    def __init__(self, signals: tuple[str, ...], make_detector: Callable[[], Any]) -> None:
+        self._lock = threading.Lock()
+        self._signals = frozenset(signals)
+        self._make_detector = make_detector
+        self._detectors: dict[str, Any] = {}
+
+    def observe(self, signal: str, value: float, timestamp: float) -> Verdict | None:
+        if signal not in self._signals:
+            return None
+        with self._lock:
+            detector = self._detectors.get(signal)
+            if detector is None:
+                detector = self._detectors[signal] = self._make_detector()
+            score = detector.update(value, timestamp)
+            if detector.is_anomaly(score):
+                return signal, type(detector).__name__, float(score)
+        return None

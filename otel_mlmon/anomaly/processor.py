@@ -171,8 +171,24 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
 
     # ------------------------------------------------------------------ alerts
     def _raise_alert(self, span: ReadableSpan, attributes: Any) -> None:
-        model = str(attributes.get(semconv.ML_MODEL_NAME, ""))
-        signal = str(attributes.get(semconv.ML_ANOMALY_SIGNAL, ""))
+        context = span.context
+        self.alert(
+            model=str(attributes.get(semconv.ML_MODEL_NAME, "")),
+            signal=str(attributes.get(semconv.ML_ANOMALY_SIGNAL, "")),
+            detector=str(attributes.get(semconv.ML_ANOMALY_DETECTOR, "")),
+            score=_as_float(attributes.get(semconv.ML_ANOMALY_SCORE)),
+            attributes={k: attributes[k] for k in (semconv.ML_MODEL_VERSION, semconv.ML_OPERATION,
+                                                   semconv.ML_FRAMEWORK) if k in attributes},
+            trace_id=format(context.trace_id, "032x"), span_id=format(context.span_id, "016x"),
+        )  # fmt: skip
+
+    def alert(self, model: str, signal: str, detector: str, score: float, attributes: dict | None = None,
+              trace_id: str | None = None, span_id: str | None = None) -> bool:
+        """Raise an alert unless the incident ``(model, signal)`` is already open (cooldown).
+
+        Used for anomalous spans and by the instrumentation for signals computed off the call
+        (drift, data quality, model quality), which have no span. Never blocks; returns whether
+        a new incident was opened."""
         now = time.time()
         key = (model, signal)
         with self._lock:
@@ -181,20 +197,13 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
             if len(self._incidents) > _MAX_INCIDENTS:
                 self._incidents.popitem(last=False)
             if last is not None and now - last < self.cooldown_s:
-                return  # the same incident goes on
+                return False  # the same incident goes on
         _COUNTS.alert(self._counts_key, key)
-        if self._dispatcher is None:
-            return
-        context = span.context
-        self._dispatcher.submit(Alert(
-            key=key, model=model, signal=signal,
-            detector=str(attributes.get(semconv.ML_ANOMALY_DETECTOR, "")),
-            score=_as_float(attributes.get(semconv.ML_ANOMALY_SCORE)),
-            timestamp=now,
-            trace_id=format(context.trace_id, "032x"), span_id=format(context.span_id, "016x"),
-            attributes={k: attributes[k] for k in (semconv.ML_MODEL_VERSION, semconv.ML_OPERATION,
-                                                   semconv.ML_FRAMEWORK) if k in attributes},
-        ))  # fmt: skip
+        if self._dispatcher is not None:
+            self._dispatcher.submit(Alert(key=key, model=model, signal=signal, detector=detector, score=score,
+                                          timestamp=now, trace_id=trace_id, span_id=span_id,
+                                          attributes=dict(attributes or {})))  # fmt: skip
+        return True
 
 
 def _is_number(value: Any) -> bool:
