@@ -30,6 +30,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.signals import SeriesWatch
+from otel_mlmon.quality.ids import call_ids, set_last
 from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, OpInfo
 
 PROFILE_MAX_ROWS = 200_000  # rows of the training data profiled at fit (evenly strided)
@@ -193,8 +194,6 @@ class DataPlane:
     # ------------------------------------------------------------------ hot path
     def capture(self, data: DataState, args: tuple, kwargs: dict, rows: int | None) -> tuple:
         """O(1) plus one bounded copy: (state, input sample, ids, timestamp)."""
-        from otel_mlmon.quality.ids import call_ids, set_last  # noqa: PLC0415 - cached module
-
         block = None
         if data.mode is not None:
             block = call_ids(rows)
