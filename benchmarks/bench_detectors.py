@@ -1,6 +1,6 @@
 """Labelled benchmark of the streaming anomaly detectors: detection quality and throughput.
 
-Run:  python benchmarks/bench_detectors.py [--quick] [--seeds 3] [--json out.json]
+Run:  python benchmarks/bench_detectors.py [--quick] [--seeds 3] [--first-seed 0] [--json out.json]
 
 Streams (synthetic, seeded; every value carries a real epoch timestamp)
 -----------------------------------------------------------------------
@@ -10,7 +10,8 @@ sigma 0.3 on the log scale). Stop-the-world GC pauses are a Poisson process in t
 3 s on average, durations log-normal, median 30 ms, sigma 0.6: 95 % under 80 ms, 1 in 1000
 over 190 ms). A pause delays every call in flight or arriving during it until the pause ends,
 so one pause yields a burst of slow calls with decaying delays; calls are reported in order of
-completion, like the instrumentation does. 30 000 calls (10 minutes) per stream.
+completion, like the instrumentation does (events are placed on calls in arrival order and
+labelled at the completion positions of their calls). 30 000 calls (10 minutes) per stream.
 
 * ``call_healthy``: a healthy service (GC pauses only). No event.
 * ``call_regression``: 4 permanent level shifts of the service time (x1.5 to x3 up or
@@ -28,9 +29,9 @@ load is 55 % of a weekday's), and autocorrelated noise (AR(1), phi = 0.6), as in
 latency and traffic series of cloud services.
 
 * ``cpu_5m``: CPU utilisation (%), 20 % at night to ~65 % at the weekday peak, noise sd 2.5
-  points. Events: 3 spikes of 1 to 3 points (+25 to +45 points: a runaway job), 2 permanent
-  level shifts of 8 to 15 points up or down (a deploy), 1 drop to ~2 % for 6 to 24 points
-  (the process is drained or crashed).
+  points (additive). Events: 3 spikes of 1 to 3 points (+25 to +45 points: a runaway job),
+  2 permanent level shifts of 8 to 15 points up or down (a deploy; the night-time level stays
+  above ~8 %), 1 drop to ~2 % for 6 to 24 points (the process is drained or crashed).
 * ``latency_5m``: p95 request latency (ms), 180 ms at night to 270 ms at the weekday peak,
   multiplicative noise sd 6 %. Events: 3 spikes of 1 to 3 points (x1.8 to x3), 2 permanent
   level shifts (x1.3 to x1.8 up, or down), 1 episode of 12 to 48 points with noise sd 20 %.
@@ -59,11 +60,20 @@ are not counted. ``recall = detected / events``, ``precision = detected / (detec
 alarms)``; ``FA/10k`` is false alarms per 10 000 scored points; ``delay`` is the median delay
 over detected events. "all" pools the counts of every stream (delays: median over all
 detected events). Every event is an abrupt change (spike, level shift, variance change,
-drop).
+drop). A second table gives each detector at the threshold (of 0.5 ... 0.99) with the best
+pooled F1 on the same streams: an optimistic, oracle view of what tuning could buy.
+
+Every detector runs with its default hyperparameters and threshold (the baselines' bounds are
+``k = 3`` to ``4`` robust or plain standard deviations; ``static`` learns its bounds from its
+first 50 values, as a threshold set once from recent data).
 
 Throughput: ``detector.update(value, timestamp)`` in a plain loop over 200 000 pre-generated
 values (per-call latencies, and 5-minute CPU values for the seasonal path), best of 3, one
 process, one core; the loop overhead is included.
+
+Seeds: streams use seeds ``first_seed .. first_seed + seeds - 1`` (default 0, 1, 2). The
+default detector was developed against seeds 0-2 (seeds 3-8 were also looked at) and checked
+at the end on seeds 9-14 (``--first-seed 9 --seeds 6``), to keep an eye on over-fitting.
 """
 
 from __future__ import annotations
@@ -106,6 +116,10 @@ class Event:
     kind: str
     onset: int
     end: int  # last point + 1 (transient) or onset + PERMANENT_WINDOW (permanent change)
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind == "level shift"
 
 
 @dataclass
@@ -191,7 +205,7 @@ def _per_call(name: str, seed: int) -> Stream:
     position[order] = np.arange(n)
     for event in events:
         first = int(position[event.onset : event.onset + 50].min())
-        if event.end - event.onset == PERMANENT_WINDOW:
+        if event.permanent:
             event.end = first + PERMANENT_WINDOW
         else:
             event.end = int(position[event.onset : event.end].max()) + 1
@@ -307,24 +321,21 @@ def make_stream(name: str, seed: int) -> Stream:
 
 
 def run(detector, stream: Stream) -> np.ndarray:
-    update, is_anomaly = detector.update, detector.is_anomaly
+    """The detector's score for every value of the stream, in order."""
+    update = detector.update
     return np.fromiter(
-        (is_anomaly(update(v, t)) for v, t in zip(stream.values.tolist(), stream.timestamps.tolist())),
-        dtype=bool,
+        (update(v, t) for v, t in zip(stream.values.tolist(), stream.timestamps.tolist())),
+        dtype=float,
         count=len(stream.values),
     )
 
 
-def alarm_starts(alarms: np.ndarray) -> list[int]:
+def alarm_starts(alarms: np.ndarray) -> np.ndarray:
     """Start of each alarm: alarmed points closer than ``MERGE_GAP`` form one alarm."""
     points = np.flatnonzero(alarms)
     if len(points) == 0:
-        return []
-    starts = [int(points[0])]
-    for previous, point in zip(points[:-1].tolist(), points[1:].tolist()):
-        if point - previous > MERGE_GAP:
-            starts.append(point)
-    return starts
+        return points
+    return points[np.concatenate(([True], np.diff(points) > MERGE_GAP))]
 
 
 @dataclass
@@ -342,6 +353,13 @@ class Score:
         self.points += other.points
         self.delays += other.delays
 
+    def f1(self) -> float:
+        found = self.detected + self.false_alarms
+        if not self.events or not found or not self.detected:
+            return 0.0
+        recall, precision = self.detected / self.events, self.detected / found
+        return 2 * recall * precision / (recall + precision)
+
     def row(self) -> list[str]:
         found = self.detected + self.false_alarms
         recall = f"{self.detected / self.events:.2f}" if self.events else "-"
@@ -352,29 +370,43 @@ class Score:
 
 
 def score(stream: Stream, alarms: np.ndarray) -> Score:
-    starts = [s for s in alarm_starts(alarms) if s >= stream.probation]
-    windows = [(e.onset, e.end + TOLERANCE) for e in stream.events]
-    result = Score(events=len(windows), points=len(alarms) - stream.probation)
-    for lo, hi in windows:
-        inside = [s for s in starts if lo <= s < hi]
-        if inside:
+    starts = alarm_starts(alarms)
+    starts = starts[starts >= stream.probation]
+    result = Score(events=len(stream.events), points=len(alarms) - stream.probation)
+    inside_any = np.zeros(len(starts), dtype=bool)
+    for event in stream.events:
+        lo, hi = event.onset, event.end + TOLERANCE
+        inside = (starts >= lo) & (starts < hi)
+        inside_any |= inside
+        if inside.any():
             result.detected += 1
-            result.delays.append(inside[0] - lo)
-    result.false_alarms = sum(1 for s in starts if not any(lo <= s < hi for lo, hi in windows))
+            result.delays.append(int(starts[inside][0]) - lo)
+    result.false_alarms = int((~inside_any).sum())
     return result
 
 
-def quality(seeds: list[int], names: list[str]) -> dict[str, dict[str, Score]]:
+THRESHOLDS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99]
+
+
+def quality(seeds: list[int], names: list[str]) -> tuple[dict[str, dict[str, Score]], dict[str, tuple[float, Score]]]:
+    """Scores per scenario and detector at each detector's default threshold (and pooled as
+    "all"), and, per detector, the threshold of :data:`THRESHOLDS` with the best pooled F1."""
     table: dict[str, dict[str, Score]] = {name: {} for name in names + ["all"]}
+    swept: dict[str, dict[float, Score]] = {label: {x: Score() for x in THRESHOLDS} for label in DETECTORS}
     for name in names:
         streams = [make_stream(name, seed) for seed in seeds]
         for label, factory in DETECTORS.items():
             total = Score()
             for stream in streams:
-                total.add(score(stream, run(factory(), stream)))
+                detector = factory()
+                scores = run(detector, stream)
+                total.add(score(stream, scores >= detector.threshold))
+                for x in THRESHOLDS:
+                    swept[label][x].add(score(stream, scores >= x))
             table[name][label] = total
             table["all"].setdefault(label, Score()).add(total)
-    return table
+    best = {label: max(by.items(), key=lambda item: item[1].f1()) for label, by in swept.items()}
+    return table, best
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,20 +449,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one seed, 50 000 updates for throughput")
     parser.add_argument("--seeds", type=int, default=3, help="streams per scenario (default 3)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seed of the first stream (default 0)")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
-    seeds = list(range(1 if args.quick else args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + (1 if args.quick else args.seeds)))
     names = [s for s in args.only.split(",") if s] or PER_CALL + FIVE_MINUTE
     started = time.perf_counter()
     print(f"Python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}; "
           f"seeds {seeds}; each detector with its default hyperparameters and threshold\n")  # fmt: skip
 
-    table = quality(seeds, names)
+    table, best = quality(seeds, names)
     header = ["scenario", "detector", "recall", "precision", "delay (median, points)", "detected/events", "false alarms", "FA/10k"]
     rows = []
     for name, by_detector in table.items():
+        if name == "all":
+            continue
         for label, result in by_detector.items():
             rows.append([name if label == "static" else "", label] + result.row())
     print("## Detection quality\n")
@@ -440,6 +475,18 @@ def main(argv: list[str] | None = None) -> int:
     print("### All streams pooled\n")
     print(_table(["detector", "recall", "precision", "delay", "detected/events", "false alarms", "FA/10k"], summary))
     print()
+    print("### Each detector at its best threshold (oracle: chosen for the best pooled F1 on these same streams)\n")
+    print(_table(["detector", "threshold", "recall", "precision", "delay", "detected/events", "false alarms", "FA/10k"],
+                 [[label, f"{x:.2f}"] + result.row() for label, (x, result) in best.items()]))  # fmt: skip
+    print()
+    pooled = table["all"]["default"]
+    found = pooled.detected + pooled.false_alarms
+    recall = pooled.detected / pooled.events if pooled.events else float("nan")
+    precision = pooled.detected / found if found else float("nan")
+    delay = statistics.median(pooled.delays) if pooled.delays else float("nan")
+    met = recall >= 0.95 and precision >= 0.9 and delay <= 20
+    print(f"Targets for the default detector (recall >= 0.95, precision >= 0.9, median delay <= 20): "
+          f"recall {recall:.2f}, precision {precision:.2f}, delay {delay:.0f} -> {'met' if met else 'NOT met'}\n")  # fmt: skip
 
     rates: dict[str, dict[str, float]] = {}
     if not args.no_throughput:
@@ -452,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {
             "quality": {n: {d: vars(s) for d, s in by.items()} for n, by in table.items()},
+            "best_threshold": {d: {"threshold": x, **vars(s)} for d, (x, s) in best.items()},
             "throughput": rates,
         }
         with open(args.json, "w") as fh:

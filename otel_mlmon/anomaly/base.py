@@ -10,7 +10,7 @@ is::
   swept; ``threshold`` turns it into a verdict and can be changed at any time.
 * ``timestamp`` is in seconds since the epoch; detectors that do not use time ignore it.
 * ``update`` is O(1) in time and memory. NaN and infinite values never enter the state: they
-  score 0.0 and are counted in ``ignored``.
+  score 0.0 and are counted in ``ignored``. Finite values beyond +-1e100 are clamped to it.
 * Warm-up: until ``warm_up`` values have been seen, the score is 0.0 (no alarms without data).
 * ``reset()`` restores the state of a freshly constructed detector (hyperparameters kept).
 * Detectors pickle, and are not thread-safe: callers serialise ``update`` (otel-mlmon does).
@@ -22,6 +22,8 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 __all__ = ["Detector", "MultivariateDetector"]
+
+_LARGEST = 1e100  # finite values are clamped to +-_LARGEST
 
 
 def _check_threshold(value: Any) -> float:
@@ -108,6 +110,10 @@ class Detector(ABC):
         if x - x != 0.0:  # NaN or +-inf (inf - inf is NaN): never enters the state
             self.ignored += 1
             return 0.0
+        if x > _LARGEST:  # so that no statistic overflows
+            x = _LARGEST
+        elif x < -_LARGEST:
+            x = -_LARGEST
         self.seen = seen = self.seen + 1
         score = self._update(x, timestamp)
         if seen <= self.warm_up:

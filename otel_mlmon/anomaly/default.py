@@ -1,4 +1,4 @@
-"""The general-purpose detector used by default: robust, seasonal, shift-aware."""
+"""The detector used by default: robust, seasonal, shift-aware, for any univariate stream."""
 
 from __future__ import annotations
 
@@ -14,14 +14,110 @@ _TAIL_FROM = 3.0  # |z| above which deviations feed the tail model
 _CLIP = 2.5  # residuals are clipped at +-_CLIP sigma before they are learned
 _DAY = 86_400.0
 _WEEKDAYS = 7
-_GATE = 1.0
-_NOVEL = 3.0
-_PRIOR_N = 5.0
-_EXCESS_RATE = 0.05
+_NOVEL = 3.0  # level-rate multiplier where the profile has not seen this weekday and time
+_NEW_DAY = 0.5  # part of the level kept into a new day whose weekday the profile has not seen
+_PRIOR_N = 5.0  # weight (in exceedances) of the prior mean excess of the tail model
+_EXCESS_RATE = 0.05  # learning rate of the mean excess, per exceedance
+_TAIL_RATE = 0.001  # learning rate of the exceedance frequency, per value
+_PHI_RATE = 0.005  # learning rate of the lag-1 autocorrelation
+_RETURN = 300  # values after a shift during which a return to the old level ends an episode
 
 
 class DefaultDetector(Detector):
-    """Placeholder docstring (rewritten below)."""
+    """General-purpose streaming detector: per-call latencies and coarse operations series.
+
+    Each value ``x`` (observed at ``timestamp``) is compared with a prediction and scored by
+    three pieces of evidence, each scaled so that 1 is its alarm level; the score is
+    ``e / (1 + e)`` for the largest, ``e`` (0.5 at an alarm level, the default ``threshold``).
+
+    **Scale.** Positive values are taken on the log scale (latency, sizes, traffic: skewed,
+    multiplicative noise); other values as they are. When the stream has a daily profile
+    (three days of timestamps), Tukey's spread-versus-level rule checks the choice, once:
+    when the spread does not grow with the level (additive noise, e.g. utilisation), the
+    state is converted to the values' scale.
+
+    **Prediction.** ``base + season(t) + level + phi * previous residual``:
+
+    * ``base``, the median of the warm-up values; ``level``, a robust (Huber) exponentially
+      weighted level: residuals are clipped at 2.5 sigma before they are learned, so spikes
+      do not drag it, and slow drifts are followed (rate ``level_rate``).
+    * ``season(t)``: when timestamps span a day, a time-of-day profile (slots of
+      ``slot_seconds``, linearly interpolated between slot centres) plus day-of-week
+      corrections, learned once per slot visit from the visit's mean clipped residual (a
+      running mean over the first days, then exponentially weighted). A time of day is used
+      after one day, a weekday correction after one week; where the profile has no data for
+      this weekday yet, the level follows three times faster and keeps half of its value
+      into the new day. A spread factor per time of day (smoothed over neighbouring slots)
+      makes quiet and busy hours comparable.
+    * ``phi``: the lag-1 autocorrelation of the residuals; the evidence is computed on the
+      innovations ``residual - phi * previous residual`` in units of the spread ``sigma``
+      (exponentially weighted mean absolute innovation, clipped), so autocorrelated noise does
+      not accumulate into false shifts.
+
+    **Evidence.**
+
+    * *Point*: the surprise ``-ln P(z or beyond)`` under a tail model learned per side
+      (frequency of ``|z| > 3`` and mean excess beyond it: a light tail makes a 6-sigma value
+      alarming, a heavy one, such as GC pauses in per-call latency, does not), over
+      ``surprise`` (13.8 nats: p = 1e-6). Each excess is capped at 1 + 3 times the current
+      mean before it is learned, so a few wild values do not flatten the tail.
+    * *Shift*: a two-sided CUSUM of the innovations clipped at 2 sigma, allowance
+      ``shift / 2``, over ``shift_limit``: sustained moderate deviations alarm even when no
+      single value does, while a burst of a few slow calls does not. While it builds up, the
+      level, the spread, ``phi`` and the tail model learn less or not at all (they must not
+      absorb the shift before it is confirmed); once confirmed, the level moves to the mean of
+      the run at once. A return to the level before a recent shift (within 300 values) is the
+      end of an episode, not a new alarm.
+    * *Spread*: CUSUMs of the log-likelihood ratio of a spread twice as wide, one per side;
+      the smaller of the two counts, because a wider spread shows on both sides while a burst
+      of slow calls shows on one only. Once confirmed, sigma is rescaled at once.
+
+    Parameters
+    ----------
+    threshold
+        Scores at or above it are anomalous (0.5: one of the evidences at its alarm level).
+    warm_up
+        Values buffered to initialise level, spread and tails robustly (median, MAD), scored
+        0 (>= 10).
+    level_rate
+        Learning rate of the level (about ``1 / level_rate`` values of memory).
+    scale_rate
+        Learning rate of the spread.
+    shift
+        Smallest shift the CUSUM is tuned for, in sigmas (allowance ``shift / 2``).
+    shift_limit
+        CUSUM alarm level (higher: fewer false alarms, later detection).
+    spread_limit
+        Alarm level of the spread CUSUMs.
+    surprise
+        Point alarm level, in nats of surprise.
+    log
+        ``True``/``False`` forces the scale; ``None`` chooses as described above.
+    seasonal
+        Learn and use the time-of-day and day-of-week profile (needs timestamps).
+    slot_seconds
+        Width of the time-of-day slots; divides a day into at least 4 slots.
+
+    Cost: O(1) time per update (a handful of float operations; one profile fold per slot
+    change; a one-off O(warm_up log warm_up) at the end of the warm-up and a one-off
+    O(slots) scale check) and O(1) memory (fixed arrays: ``17 * 86400 / slot_seconds``
+    numbers, 816 by default, plus the warm-up buffer until it ends). Timestamps that are not
+    finite numbers are treated as absent; values are learned in the order given.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(42)
+    >>> detector = default_detector()
+    >>> t0 = 1_700_000_000.0                                  # epoch seconds
+    >>> latencies = [0.025 * rng.lognormvariate(0.0, 0.3) for _ in range(2000)]
+    >>> latencies[1500:] = [2.0 * v for v in latencies[1500:]]  # a slow deploy at call 1500
+    >>> scores = [detector.update(v, t0 + 0.02 * i) for i, v in enumerate(latencies)]
+    >>> [i for i, s in enumerate(scores) if detector.is_anomaly(s)]
+    [1515]
+    >>> round(max(scores[:1500]), 2)                          # the ordinary stays below 0.5
+    0.37
+    """
 
     def __init__(
         self,
@@ -70,7 +166,10 @@ class DefaultDetector(Detector):
         self._cov = 0.0  # ... = slow mean of residual * previous residual / slow mean of residual**2
         self._var = 1.0
         self._sigma = 1.0  # spread of the innovations (residual - phi * previous residual)
-        self._sigma_min = 0.0
+        self._sigma_tiny = 0.0  # floor of sigma relative to the values' magnitude
+        self._sigma_min = 0.0  # floor of sigma: that, or half the finest step between values
+        self._quantum = math.inf  # finest non-zero step between consecutive values
+        self._last_y = 0.0
         # level-shift CUSUMs (in sigmas) and the sums of residuals of their current runs
         self._up = self._down = 0.0
         self._up_sum = self._down_sum = 0.0
@@ -127,7 +226,11 @@ class DefaultDetector(Detector):
             ys = values
         median = ordered[len(ordered) // 2]
         mad = sorted(abs(y - median) for y in ys)[len(ys) // 2]
-        self._sigma_min = 1e-3 if self._log else 1e-9 * max(1.0, abs(median))
+        steps = [abs(b - a) for a, b in zip(ys, ys[1:]) if b != a]
+        self._quantum = min(steps) if steps else math.inf
+        self._last_y = ys[-1]
+        self._sigma_tiny = 1e-3 if self._log else 1e-9 * max(1.0, abs(median))
+        self._sigma_min = max(self._sigma_tiny, 0.5 * self._quantum) if steps else self._sigma_tiny
         sigma = max(_MAD_TO_SIGMA * mad, self._sigma_min)
         self._base = median
         self._sigma = sigma
@@ -153,20 +256,23 @@ class DefaultDetector(Detector):
             i, w = self._slot, self._slot_week
             week_n = self._week_n[w]
             ratio = _ABS_TO_SIGMA * self._acc_abs / n  # spread of the visit / expected
+            ratio = 0.05 if ratio < 0.05 else (20.0 if ratio > 20.0 else ratio)
             if not self._day_n[i]:  # first visit of this time of day: all of it
                 self._day[i] = mean + self._acc_level / n
                 self._spread[i] = ratio
             else:
+                k = self._day_n[i]
                 residual = mean - self._day[i] - (self._week[w] if week_n else 0.0)
-                if not week_n:  # first visit of this weekday and time: what the level took too
-                    self._week[w] = residual + self._acc_level / n
+                gain = 1.0 / (k + 1) if k < 4 else 0.2  # a running mean over the first days
+                self._day[i] += gain * residual
+                if not week_n:  # first visit of this weekday and time: the rest of the
+                    # deviation, and what the level took of it
+                    self._week[w] = (1.0 - gain) * residual + self._acc_level / n
                 else:
-                    self._day[i] += 0.2 * residual
                     self._week[w] += 0.3 * residual
                 self._week_n[w] = week_n + 1
                 # the first visit's spread (before the profile was used) is replaced by the
                 # next one's, then averaged
-                k = self._day_n[i]
                 self._spread[i] *= ratio if k == 1 else (ratio**0.5 if k == 2 else ratio**0.2)
             self._day_n[i] += 1
         self._acc = self._acc_level = self._acc_abs = 0.0
@@ -190,13 +296,18 @@ class DefaultDetector(Detector):
         self._slot_hi = self._slot_lo + size
         self._slot, self._slot_week = i, w
         if self._active:
+            # where this weekday and time has no correction yet, neither do its neighbours
+            # (the one just visited has learned one today, with what the level holds)
+            novel = self._novel = not self._week_n[w]
+            if novel and i == 0:  # a new day whose weekday is not known yet: what the level
+                self._level *= _NEW_DAY  # holds of the previous day may not apply to it
             last = slots * _WEEKDAYS - 1
-            here = self._season(w)
+            here = self._season(w, novel)
             self._mid = here
-            self._left = (here - self._season(w - 1 if w else last)) / size
-            self._right = (self._season(w + 1 if w < last else 0) - here) / size
-            self._q = self._spread[i]
-            self._novel = not self._week_n[w]
+            self._left = (here - self._season(w - 1 if w else last, novel)) / size
+            self._right = (self._season(w + 1 if w < last else 0, novel) - here) / size
+            spread = self._spread  # smoothed over neighbouring slots: fewer, noisier values
+            self._q = 0.5 * spread[i] + 0.25 * (spread[i - 1] + spread[i + 1 if i + 1 < slots else 0])
 
     def _choose_scale(self) -> None:
         """After three days, keep the log scale or go back to the values (once).
@@ -240,7 +351,9 @@ class DefaultDetector(Detector):
         self._log = False
         self._base = new_base
         self._sigma = new_sigma
-        self._sigma_min = 1e-9 * max(1.0, abs(new_base))
+        self._sigma_min = self._sigma_tiny = 1e-9 * max(1.0, abs(new_base))
+        self._quantum = math.inf  # learned again on the new scale
+        self._last_y = new_base + self._day[self._slot]
         self._var = new_sigma * new_sigma
         self._cov = self._phi * self._var
         self._prev = 0.0
@@ -248,9 +361,9 @@ class DefaultDetector(Detector):
         self._up_n = self._down_n = 0
         self._since = 1 << 30
 
-    def _season(self, w: int) -> float:
+    def _season(self, w: int, novel: bool) -> float:
         value = self._day[w % self._slots]
-        return value + self._week[w] if self._week_n[w] else value
+        return value + self._week[w] if self._week_n[w] and not novel else value
 
     # ----------------------------------------------------------------------------------------
     # per value
@@ -261,25 +374,29 @@ class DefaultDetector(Detector):
             if len(self._buffer) >= self.warm_up:
                 self._start()
             return 0.0
+        if type(t) is not float or t - t != 0.0:
+            t = _timestamp(t)
+        season = 0.0
+        q = 1.0
+        if t is not None and self.seasonal:
+            if not self._slot_lo <= t < self._slot_hi:
+                self._new_slot(t)  # may change the scale, the base and the level
+            if self._active:
+                d = t - self._slot_lo - 0.5 * self.slot_seconds
+                season = self._mid + d * (self._left if d < 0.0 else self._right)
+                q = self._q
         if self._log:
             y = math.log(x if x > self._floor else self._floor)
         else:
             y = x
         base = self._base
         level = self._level
-        season = 0.0
-        q = 1.0
-        if t is not None and self.seasonal:
-            if not self._slot_lo <= t < self._slot_hi:
-                self._new_slot(t)
-            if self._active:
-                d = t - self._slot_lo - 0.5 * self.slot_seconds
-                season = self._mid + d * (self._left if d < 0.0 else self._right)
-                q = self._q
         structural = base + season + level
         r = y - structural  # residual of the structural model
         sigma = self._sigma
         s = sigma * q
+        if s < self._sigma_min:
+            s = self._sigma_min
         e = r - self._phi * self._prev  # innovation
         z = e / s
 
@@ -292,6 +409,12 @@ class DefaultDetector(Detector):
             point = (-lograte + (a - _TAIL_FROM) / excess) / self.surprise
         else:
             point = -lograte * (a * a / (_TAIL_FROM * _TAIL_FROM)) / self.surprise
+
+        if self._since < _RETURN and point >= 1.0:
+            # soon after a shift, a value back at the old level ends an episode: no surprise
+            back = (y - structural + level - self._before) / s
+            if -_TAIL_FROM < back < _TAIL_FROM:
+                point = 0.9
 
         # level-shift evidence: two-sided CUSUM of the clipped z
         zc = 2.0 if z > 2.0 else (-2.0 if z < -2.0 else z)
@@ -315,9 +438,10 @@ class DefaultDetector(Detector):
         shift = (up if up > down else down) / self.shift_limit
         jump = 0.0
         self._since += 1
-        if shift >= 1.0:
+        confirmed = shift >= 1.0
+        if confirmed:
             jump = self._up_sum / self._up_n if up > down else self._down_sum / self._down_n
-            if self._since < 300 and abs(level + jump - self._before) < 2.0 * s:
+            if self._since < _RETURN and abs(level + jump - self._before) < 2.0 * s:
                 shift = 0.9  # back to the level before a recent shift: the end of an episode
 
         # spread evidence: a wider spread shows on both sides, a one-sided burst does not
@@ -343,7 +467,7 @@ class DefaultDetector(Detector):
 
         # learning
         clip = _CLIP * s
-        if jump:  # a confirmed level shift: move to the new level at once
+        if confirmed:  # a confirmed level shift (or the end of an episode): move at once
             if shift >= 1.0:
                 self._before = level
                 self._since = 0
@@ -355,7 +479,7 @@ class DefaultDetector(Detector):
         rc = r if -clip < r < clip else (clip if r > 0.0 else -clip)
         # the level learns less while a shift is building up, so it does not absorb the shift
         # before the CUSUM can confirm it (a slow drift never builds up: it is learned)
-        gate = 1.0 - _GATE * (self._up if self._up > self._down else self._down) / self.shift_limit
+        gate = 1.0 - (self._up if self._up > self._down else self._down) / self.shift_limit
         if self._novel and self._active:  # the profile knows nothing here yet: follow faster
             gate = _NOVEL
         self._level = level + self.level_rate * gate * rc
@@ -369,38 +493,55 @@ class DefaultDetector(Detector):
                 gate *= 2.0 - 2.0 * shift if shift < 1.0 else 0.0
             sigma += self.scale_rate * gate * (_ABS_TO_SIGMA * (ec if ec < _CLIP * sigma else _CLIP * sigma) - sigma)
         self._sigma = sigma if sigma > self._sigma_min else self._sigma_min
-        self._cov += 0.005 * (rc * self._prev - self._cov)
-        self._var += 0.005 * (rc * rc - self._var)
-        phi = self._cov / self._var if self._var > 0.0 else 0.0
-        self._phi = phi if phi < 0.9 else 0.9
+        if shift < 0.5:  # a building shift is not autocorrelated noise
+            self._cov += _PHI_RATE * (rc * self._prev - self._cov)
+            self._var += _PHI_RATE * (rc * rc - self._var)
+            phi = self._cov / self._var if self._var > 0.0 else 0.0
+            self._phi = phi if phi < 0.9 else 0.9
         self._prev = rc
         if shift < 0.5 and spread < 0.5:
             # the tail model learns from ordinary values only (not from a building shift), and
             # an excess at most 1 + 3 times the current mean, so one wild value cannot flatten it
             if z >= 0.0:
                 if a > _TAIL_FROM:
-                    self._rate_up += 0.001 * (1.0 - self._rate_up)
+                    self._rate_up += _TAIL_RATE * (1.0 - self._rate_up)
                     x = a - _TAIL_FROM
                     cap = 1.0 + 3.0 * excess
                     self._excess_up += _EXCESS_RATE * ((x if x < cap else cap) - excess)
                 else:
-                    self._rate_up *= 0.999
+                    self._rate_up *= 1.0 - _TAIL_RATE
                 self._lograte_up = math.log(self._rate_up)
             else:
                 if a > _TAIL_FROM:
-                    self._rate_down += 0.001 * (1.0 - self._rate_down)
+                    self._rate_down += _TAIL_RATE * (1.0 - self._rate_down)
                     x = a - _TAIL_FROM
                     cap = 1.0 + 3.0 * excess
                     self._excess_down += _EXCESS_RATE * ((x if x < cap else cap) - excess)
                 else:
-                    self._rate_down *= 0.999
+                    self._rate_down *= 1.0 - _TAIL_RATE
                 self._lograte_down = math.log(self._rate_down)
-        if t is not None:
+        step = y - self._last_y  # the floor of sigma learns the finest step (after scoring)
+        self._last_y = y
+        if step and -self._quantum < step < self._quantum:
+            self._quantum = step if step > 0.0 else -step
+            self._sigma_min = max(self._sigma_tiny, 0.5 * self._quantum)
+        if t is not None and self.seasonal:
             self._acc += season + rc
             self._acc_level += level
             self._acc_abs += a if a < 3.0 else 3.0
             self._acc_n += 1
         return evidence / (1.0 + evidence)
+
+
+def _timestamp(t: object) -> float | None:
+    """``t`` as finite epoch seconds, or None (no timestamp, or not a usable one)."""
+    if t is None:
+        return None
+    try:
+        t = float(t)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return t if t - t == 0.0 else None
 
 
 def default_detector() -> DefaultDetector:

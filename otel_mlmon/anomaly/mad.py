@@ -75,7 +75,7 @@ class MADDetector(Detector):
         median = self._median
         mad = self._mad
         d = x - median
-        ad = d if d > 0.0 else -d
+        ad = d if d >= 0.0 else -d
         z = ad / (_MAD_TO_SIGMA * mad)
         rate = self.rate
         if d > 0.0:

@@ -1,0 +1,278 @@
+"""Behaviour of each detector beyond the shared contract (tests/test_detector_contract.py)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from otel_mlmon.anomaly import (
+    DefaultDetector,
+    EWMADetector,
+    MADDetector,
+    StaticThresholdDetector,
+    ZScoreDetector,
+    default_detector,
+)
+
+MONDAY = 1_704_067_200.0  # 2024-01-01 00:00 UTC
+DAY = 86_400.0
+
+
+def _alarms(detector, values, timestamps=None) -> list[int]:
+    out = []
+    for i, v in enumerate(values):
+        score = detector.update(float(v), None if timestamps is None else float(timestamps[i]))
+        if detector.is_anomaly(score):
+            out.append(i)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# StaticThresholdDetector
+
+
+def test_static_scores_half_on_the_bound_and_rises_smoothly_beyond_it():
+    detector = StaticThresholdDetector(upper=10.0, lower=0.0)  # scale: half-width 5
+    scores = [detector.update(v) for v in (5.0, 9.0, 10.0, 11.0, 15.0, -5.0)]
+    assert scores[2] == 0.5 and scores[5] == pytest.approx(1.0 / (1.0 + math.exp(-5.0 / 1.25)))
+    assert scores[0] < scores[1] < scores[2] < scores[3] < scores[4] < 1.0
+    assert [detector.is_anomaly(s) for s in scores] == [False, False, True, True, True, True]
+
+
+def test_static_learns_bounds_once_then_never_moves():
+    rng = np.random.default_rng(0)
+    detector = StaticThresholdDetector(k=4.0)
+    warm = rng.normal(10.0, 1.0, 50)
+    assert _alarms(detector, warm) == []
+    assert not detector.is_anomaly(detector.update(11.0))
+    assert detector.is_anomaly(detector.update(16.0))
+    # a level shift is never learned: a static rule keeps alarming
+    assert len(_alarms(detector, rng.normal(20.0, 1.0, 200))) == 200
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"upper": 1.0, "lower": 2.0}, "lower must be < upper"),
+        ({"upper": math.inf}, "upper must be a finite number"),
+        ({"upper": 1.0, "scale": 0.0}, "scale must be a positive number"),
+        ({"softness": -1.0}, "softness must be a positive number"),
+        ({"warm_up": 1}, "warm_up must be an int >= 2"),
+    ],
+)
+def test_static_validates_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StaticThresholdDetector(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# ZScoreDetector, EWMADetector, MADDetector
+
+
+def test_zscore_matches_a_rolling_window_reference_far_from_zero():
+    rng = np.random.default_rng(1)
+    values = 1e6 + rng.normal(0.0, 1.0, 3000)  # large offset: rounding must not accumulate
+    detector = ZScoreDetector(window=50, k=3.0)
+    scores = np.array([detector.update(v) for v in values])
+    series = pd.Series(values)
+    mean = series.rolling(50).mean().shift(1).to_numpy()
+    std = series.rolling(50).std().shift(1).to_numpy()
+    z = np.abs(values - mean) / std
+    np.testing.assert_allclose(scores[50:], (z / (z + 3.0))[50:], rtol=1e-6)
+
+
+def test_ewma_matches_pandas_exponentially_weighted_statistics():
+    rng = np.random.default_rng(2)
+    values = rng.normal(5.0, 2.0, 500)
+    detector = EWMADetector(alpha=0.1, k=3.0, warm_up=0)
+    scores = np.array([detector.update(v) for v in values])
+    series = pd.Series(values)
+    mean = series.ewm(alpha=0.1, adjust=False).mean().shift(1).to_numpy()
+    var = series.ewm(alpha=0.1, adjust=False).var(bias=True).shift(1).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):  # the first value has no variance
+        z = np.abs(values - mean) / np.sqrt(var)
+        expected = z / (z + 3.0)
+    np.testing.assert_allclose(scores[2:], expected[2:], rtol=1e-9)
+
+
+def test_mad_starts_exact_then_moves_a_bounded_step_per_value():
+    rng = np.random.default_rng(3)
+    warm = rng.normal(50.0, 2.0, 30)
+    detector = MADDetector(rate=0.05, warm_up=30)
+    for v in warm:
+        detector.update(v)
+    median = float(np.median(warm))
+    mad = float(np.median(np.abs(warm - median)))
+    assert detector._median == pytest.approx(median) and detector._mad == pytest.approx(mad)
+    assert detector.is_anomaly(detector.update(1e9))
+    assert detector._median == pytest.approx(median + 0.05 * mad)  # one wild value: one step
+
+
+def test_mad_follows_a_level_shift_and_stops_alarming():
+    rng = np.random.default_rng(4)
+    detector = MADDetector()
+    _alarms(detector, rng.normal(0.0, 1.0, 500))
+    alarms = _alarms(detector, rng.normal(10.0, 1.0, 1500))
+    assert alarms and alarms[0] == 0 and max(alarms) < 1000
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "message"),
+    [
+        (ZScoreDetector, {"window": 1}, "window must be an int >= 2"),
+        (ZScoreDetector, {"k": 0}, "k must be a positive number"),
+        (EWMADetector, {"alpha": 1.0}, r"alpha must be in \(0, 1\)"),
+        (MADDetector, {"rate": 0.0}, r"rate must be in \(0, 1\)"),
+        (MADDetector, {"warm_up": 2}, "warm_up must be an int >= 3"),
+    ],
+)
+def test_baselines_validate_hyperparameters(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# DefaultDetector
+
+
+def _per_call(rng, n, factor=None, at=None):
+    """Per-call latencies (s): log-normal service times with GC bursts (a pause delays a few
+    consecutive calls, decaying), 50 calls/s."""
+    latency = 0.025 * rng.lognormal(0.0, 0.3, n)
+    if factor is not None:
+        latency[at:] *= factor
+    i = 0
+    while True:
+        i += int(rng.integers(80, 250))
+        if i >= n:
+            break
+        pause = 0.03 * rng.lognormal(0.0, 0.5)
+        for j in range(int(pause / 0.02) + 1):
+            if i + j < n:
+                latency[i + j] += max(pause - 0.02 * j, 0.0)
+    return latency, MONDAY + 9 * 3600 + 0.02 * np.arange(n)
+
+
+def test_default_is_quiet_on_healthy_per_call_latency_with_gc_pauses():
+    latency, t = _per_call(np.random.default_rng(5), 20_000)
+    assert _alarms(default_detector(), latency, t) == []
+
+
+def test_default_flags_a_latency_regression_early():
+    latency, t = _per_call(np.random.default_rng(6), 6000, factor=2.0, at=4000)
+    alarms = _alarms(default_detector(), latency, t)
+    assert alarms and 4000 <= alarms[0] < 4030
+    assert all(a >= 4000 for a in alarms)
+
+
+def _five_minute(rng, days, additive):
+    t = MONDAY + 300.0 * np.arange(days * 288)
+    hours = (t % DAY) / 3600.0
+    load = 0.5 - 0.5 * np.cos(2 * np.pi * (hours - 4.0) / 24.0)
+    weekend = ((((t - 4 * 3600.0) // DAY).astype(int) + 3) % 7) >= 5
+    load = np.where(weekend, 0.6 * load, load)
+    noise = np.zeros(len(t))
+    for i in range(1, len(t)):  # AR(1) noise, as in real operations series
+        noise[i] = 0.6 * noise[i - 1] + 0.8 * rng.normal()
+    if additive:  # CPU-like: additive noise
+        return 20.0 + 45.0 * load + 2.5 * noise, t
+    return 1e6 * (0.15 + 0.85 * load) * np.exp(0.05 * noise), t  # traffic-like: multiplicative
+
+
+@pytest.mark.parametrize("additive", [True, False], ids=["additive", "multiplicative"])
+def test_default_learns_daily_and_weekly_seasonality_and_the_right_scale(additive):
+    values, t = _five_minute(np.random.default_rng(7), 21, additive)
+    detector = default_detector()
+    alarms = _alarms(detector, values, t)
+    # after its first week, at most one false alarm in 13 days of ordinary daily/weekly load
+    assert len([a for a in alarms if a >= 8 * 288]) <= 1
+    assert detector._log is not additive  # spread-versus-level: additive noise, plain values
+
+
+def test_default_flags_spikes_drops_and_shifts_in_a_seasonal_series():
+    values, t = _five_minute(np.random.default_rng(8), 21, additive=True)
+    values[10 * 288 + 150] += 35.0  # a spike at 12:30 on day 10
+    values[13 * 288 + 40 : 13 * 288 + 52] = 2.0  # a drop for an hour at night
+    values[16 * 288 + 100 :] += 12.0  # a permanent shift
+    alarms = _alarms(default_detector(), values, t)
+    late = [a for a in alarms if a >= 8 * 288]
+    assert 10 * 288 + 150 in late
+    assert any(13 * 288 + 40 <= a < 13 * 288 + 45 for a in late)
+    assert any(16 * 288 + 100 <= a < 16 * 288 + 120 for a in late)
+    assert all(a in range(10 * 288 + 150, 10 * 288 + 160) or a in range(13 * 288 + 40, 13 * 288 + 72)
+               or a >= 16 * 288 + 100 for a in late)  # fmt: skip
+
+
+def test_default_handles_zero_inflated_rates_without_constant_alarms():
+    rng = np.random.default_rng(9)
+    rates = np.where(rng.random(3000) < 0.1, rng.integers(1, 3, 3000) / 50.0, 0.0)  # 1-2 failures/50
+    detector = default_detector()
+    assert _alarms(detector, rates) == []
+    assert detector.is_anomaly(detector.update(0.4))  # an error burst
+
+
+@pytest.mark.parametrize("spacing", [None, 300.0], ids=["no timestamps", "5-minute"])
+def test_default_flags_a_change_after_a_constant_stretch(spacing):
+    n = 5 * 288  # five days at five-minute spacing: the seasonal profile is in use
+    t = None if spacing is None else MONDAY + spacing * np.arange(n + 1)
+    detector = default_detector()
+    assert _alarms(detector, [32.0] * n, t) == []
+    assert detector.is_anomaly(detector.update(64.0, None if t is None else float(t[-1])))
+
+
+def test_default_ends_an_episode_without_a_second_alarm():
+    rng = np.random.default_rng(10)
+    values = rng.normal(100.0, 5.0, 3000)
+    values[1500:1600] += 40.0  # a transient episode: an alarm at its start, none at its end
+    alarms = _alarms(default_detector(), values)
+    assert alarms and 1500 <= alarms[0] < 1510
+    assert all(a < 1520 for a in alarms)
+
+
+def test_default_works_without_timestamps_and_with_unusable_ones():
+    rng = np.random.default_rng(11)
+    values = rng.normal(10.0, 1.0, 2000)
+    values[1500:] += 4.0
+    odd = [None, math.nan, math.inf, "not a time", -1.0, 1e300]
+    detector = default_detector()
+    alarms = [i for i, v in enumerate(values) if detector.is_anomaly(detector.update(v, odd[i % len(odd)]))]
+    assert alarms and 1500 <= alarms[0] < 1520 and all(a >= 1500 for a in alarms)
+
+
+def test_default_detector_returns_fresh_independent_instances():
+    first, second = default_detector(), default_detector()
+    assert first is not second and isinstance(first, DefaultDetector)
+    for v in np.random.default_rng(12).normal(size=100):
+        first.update(v)
+    assert second.seen == 0 and first.seen == 100
+
+
+def test_default_pickles_with_an_active_seasonal_profile():
+    values, t = _five_minute(np.random.default_rng(13), 4, additive=False)
+    detector = default_detector()
+    _alarms(detector, values[:700], t[:700])
+    assert detector._active
+    copy = pickle.loads(pickle.dumps(detector))
+    rest = [detector.update(v, ts) for v, ts in zip(values[700:], t[700:])]
+    assert [copy.update(v, ts) for v, ts in zip(values[700:], t[700:])] == rest
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"warm_up": 5}, "warm_up must be an int >= 10"),
+        ({"level_rate": 1.5}, r"level_rate must be in \(0, 1\)"),
+        ({"shift_limit": 0}, "shift_limit must be a positive number"),
+        ({"surprise": -1}, "surprise must be a positive number"),
+        ({"log": "yes"}, "log must be True, False or None"),
+        ({"seasonal": 1}, "seasonal must be a bool"),
+        ({"slot_seconds": 7000}, "slot_seconds must divide a day"),
+    ],
+)
+def test_default_validates_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DefaultDetector(**kwargs)
