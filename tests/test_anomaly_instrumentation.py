@@ -143,3 +143,59 @@ def test_multivariate_isolation_forest_counts_latency_unusual_for_the_batch_size
     counts = {a[semconv.ML_ANOMALY_DETECTOR]: p.value for _, _, a, p in telemetry.points(semconv.ANOMALY_COUNT.name)
               if a[semconv.ML_ANOMALY_SIGNAL] == "multivariate"}
     assert counts.get("IsolationForestDetector", 0) >= 3
+
+
+def test_drift_share_jump_is_an_anomaly_counted_and_alerted():
+    """A worker-side signal: drift share judged once per flush, counted and alerted without a
+    span, through a processor the application set up itself (instrument() then uses it)."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import otel_mlmon
+    from otel_mlmon import SklearnInstrumentor
+
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    received = []
+    processor = AnomalyDetectionSpanProcessor(SimpleSpanProcessor(InMemorySpanExporter()),
+                                              callbacks=[received.append], logger_provider=logger_provider)  # fmt: skip
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(processor)
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider,
+                            label_store="none", anomaly_signals="drift")  # fmt: skip
+    try:
+        X, y = load_iris(return_X_y=True)
+        model = otel_mlmon.set_model_info(LogisticRegression(max_iter=1000), name="iris").fit(X, y)
+        rng = np.random.default_rng(4)
+        for _ in range(80):  # 80 flushes of ordinary traffic: drift share stays low
+            model.predict(X[rng.integers(0, len(X), 10)])
+            instrumentor.force_flush()
+        shifted = X + 3 * X.std(axis=0)
+        for _ in range(30):
+            model.predict(shifted[rng.integers(0, len(X), 10)])
+            instrumentor.force_flush()
+        points = reader.get_metrics_data().resource_metrics[0].scope_metrics
+        counts = {dict(p.attributes)[semconv.ML_ANOMALY_SIGNAL]: p.value
+                  for sm in points for m in sm.metrics if m.name == semconv.ANOMALY_COUNT.name
+                  for p in m.data.data_points}  # fmt: skip
+        assert counts.get("drift", 0) >= 1
+        assert processor.force_flush(5_000)
+        alerts = [a for a in received if a.signal == "drift"]
+        assert len(alerts) == 1, "one alert per incident"
+        assert alerts[0].model == "iris" and alerts[0].trace_id is None
+        records = [r.log_record for r in logs.get_finished_logs()]
+        assert any("drift" in str(r.body) and r.severity_text == "WARN" for r in records)
+    finally:
+        instrumentor.uninstrument()
+        assert tracer_provider._active_span_processor._span_processors == (processor,), "left as it was"
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
