@@ -29,3 +29,17 @@ def assert_identical(a, b, where="result"):
         assert math.isnan(b), f"{where}: {a!r} != {b!r}"
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def stop_process(proc, timeout: float) -> None:
+    """Terminate a server process started by a test; kill it if it does not stop in time."""
+    import subprocess  # noqa: PLC0415
+
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)

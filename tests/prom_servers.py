@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 import pytest
 
+from helpers import stop_process
+
 __all__ = [
     "Alertmanager",
     "Prometheus",
@@ -233,14 +235,7 @@ class _Server:
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=_STOP_TIMEOUT)
+        stop_process(proc, _STOP_TIMEOUT)
 
     def stop(self) -> None:
         self._kill()

@@ -224,14 +224,14 @@ def test_bounded_memory(profile, frame):
 
     run(300)  # warm up caches
     tracemalloc.start()
-    run(300)
+    run(900)  # pandas' own caches keep growing a little, then level off
     gc.collect()  # pandas frames hold reference cycles
     first, _ = tracemalloc.get_traced_memory()
     run(900)
     gc.collect()
     second, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert second - first < 32 * 1024
+    assert second - first < 16 * 1024  # 45,000 rows later: no per-row or per-call growth
     assert len(monitor._window._ring) <= monitor.window_buckets and len(monitor._plans) <= 8
 
 

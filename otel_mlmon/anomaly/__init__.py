@@ -8,8 +8,7 @@ stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from otel_mlmon._internal.lazy import lazy_exports
 
 _EXPORTS = {
     "Detector": "otel_mlmon.anomaly.base",
@@ -27,17 +26,4 @@ _EXPORTS = {
     "CallbackSink": "otel_mlmon.anomaly.sinks",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'otel_mlmon.anomaly' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports("otel_mlmon.anomaly", _EXPORTS, globals())

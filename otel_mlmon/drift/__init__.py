@@ -18,8 +18,7 @@ nothing here needs more than numpy.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from otel_mlmon._internal.lazy import lazy_exports
 
 _EXPORTS = {
     "DriftResult": "otel_mlmon.drift.base",
@@ -42,17 +41,4 @@ _EXPORTS = {
     "DriftCounts": "otel_mlmon.drift.monitor",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'otel_mlmon.drift' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports("otel_mlmon.drift", _EXPORTS, globals())

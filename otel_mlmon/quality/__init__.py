@@ -14,8 +14,7 @@ library); the hub, the stores and ``sqlite3`` load when first used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from otel_mlmon._internal.lazy import lazy_exports
 
 _EXPORTS = {
     "IdBlock": "otel_mlmon.quality.ids",
@@ -37,17 +36,4 @@ _EXPORTS = {
     "record_ground_truth": "otel_mlmon.quality.tracker",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'otel_mlmon.quality' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports("otel_mlmon.quality", _EXPORTS, globals())
