@@ -208,6 +208,15 @@ OTEL_MLMON_DRIFT_WINDOW_ROWS = "OTEL_MLMON_DRIFT_WINDOW_ROWS"
 Size of the sliding window of production rows that drift is computed over. Default: ``1000``.
 """
 
+OTEL_MLMON_DRIFT_MAX_ROWS_PER_SECOND = "OTEL_MLMON_DRIFT_MAX_ROWS_PER_SECOND"
+"""
+.. envvar:: OTEL_MLMON_DRIFT_MAX_ROWS_PER_SECOND
+
+Rate budget of drift and data-quality profiling, per model: at most this many rows per second
+(bursts up to one second's worth). A call the budget cannot pay for is not profiled at all and
+costs no copy. Default: ``2000``.
+"""
+
 OTEL_MLMON_DRIFT_WINDOW_SECONDS = "OTEL_MLMON_DRIFT_WINDOW_SECONDS"
 """
 .. envvar:: OTEL_MLMON_DRIFT_WINDOW_SECONDS

@@ -54,13 +54,16 @@ def test_latency_incident_is_flagged_on_the_span_and_counted(make_telemetry, mod
     flagged_normal = [s for s in normal[200:] if s.attributes.get(semconv.ML_ANOMALY)]
     assert len(flagged_normal) <= 4, "ordinary traffic after warm-up stays (nearly) quiet"
     telemetry.clear()
-    SlowSometimes.delay = 0.03
-    _serve(clf, X, 5, rng)
+    # A 200 ms stall among ~0.1 ms calls. (The default detector models the latency tail, so on a
+    # busy machine whose ordinary calls already stall for milliseconds, a 30 ms call is not
+    # always anomalous: that is its design, see docs/anomaly-detectors.md.)
+    SlowSometimes.delay = 0.2
+    _serve(clf, X, 3, rng)
     SlowSometimes.delay = 0.0
     incident = telemetry.spans()
-    assert len(incident) == 5
+    assert len(incident) == 3
     flagged = [s for s in incident if s.attributes.get(semconv.ML_ANOMALY) is True]
-    assert flagged, "a 30 ms call among ~50 us calls is an anomaly"
+    assert flagged, "a 200 ms call among ~0.1 ms calls is an anomaly"
     first = flagged[0].attributes
     assert first[semconv.ML_ANOMALY_SIGNAL] == "latency"
     assert 0.0 < first[semconv.ML_ANOMALY_SCORE] <= 1.0
@@ -96,8 +99,8 @@ def test_instrument_installs_the_processor_and_samples_normal_spans(make_telemet
     assert 100 <= len(kept_normal) <= 300, len(kept_normal)  # ~10% of 2000
     anomalous_before = len(first_phase) - len(kept_normal)
     telemetry.clear()
-    SlowSometimes.delay = 0.03
-    _serve(clf, X, 5, rng)
+    SlowSometimes.delay = 0.2
+    _serve(clf, X, 3, rng)
     SlowSometimes.delay = 0.0
     SlowSometimes.fail = True
     for i in range(20):
@@ -113,7 +116,10 @@ def test_instrument_installs_the_processor_and_samples_normal_spans(make_telemet
     assert decisions[("dropped", "ratio")] >= 1500
     assert decisions.get(("dropped", "anomaly"), 0) == 0 and decisions.get(("dropped", "error"), 0) == 0
     anomalous = [s for s in exported if s.attributes.get(semconv.ML_ANOMALY)]
-    assert anomalous and decisions[("kept", "anomaly")] == anomalous_before + len(anomalous)
+    slow = [s for s in exported if s.attributes.get(semconv.ML_ANOMALY_SIGNAL) == "latency"
+            and s.end_time - s.start_time > 0.15e9]  # fmt: skip
+    assert slow, "the stalls are anomalous, and exported although 90% of normal spans are dropped"
+    assert decisions[("kept", "anomaly")] == anomalous_before + len(anomalous)
 
 
 def test_uninstrument_restores_the_span_processors(make_telemetry):

@@ -157,6 +157,7 @@ _SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
     "data_monitoring": (env.OTEL_MLMON_DATA_MONITORING, _bool, True),
     "drift_sample_rows": (env.OTEL_MLMON_DRIFT_SAMPLE_ROWS, _int_at_least(1), 256),
     "drift_window_rows": (env.OTEL_MLMON_DRIFT_WINDOW_ROWS, _int_at_least(10), 1000),
+    "drift_max_rows_per_second": (env.OTEL_MLMON_DRIFT_MAX_ROWS_PER_SECOND, _positive, 2000.0),
     "drift_window_s": (env.OTEL_MLMON_DRIFT_WINDOW_SECONDS, _optional_positive, None),
     "drift_max_features": (env.OTEL_MLMON_DRIFT_MAX_FEATURES, _int_at_least(1), 10),
     "profile_on_fit": (env.OTEL_MLMON_PROFILE_ON_FIT, _bool, True),
@@ -194,6 +195,7 @@ class Settings:
     data_monitoring: bool = True
     drift_sample_rows: int = 256
     drift_window_rows: int = 1000
+    drift_max_rows_per_second: float = 2000.0
     drift_window_s: float | None = None
     drift_max_features: int = 10
     profile_on_fit: bool = True

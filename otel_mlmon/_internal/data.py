@@ -73,7 +73,7 @@ def sample_input(X: Any, budget: int) -> Any:
 class DataState:
     """What one model operation needs for data monitoring, computed once per model state."""
 
-    __slots__ = ("model_key", "metric_key", "mode", "classes", "drift", "profile_inputs")
+    __slots__ = ("model_key", "metric_key", "mode", "classes", "drift", "profile_inputs", "budget")
 
     def __init__(self, model_key: tuple[str, str | None], mode: str | None, classes: Any, drift: Any,
                  profile_inputs: bool, metric_key: Any = None) -> None:  # fmt: skip
@@ -83,6 +83,7 @@ class DataState:
         self.classes = classes
         self.drift = drift
         self.profile_inputs = profile_inputs
+        self.budget: Any = None  # RowBudget of the profiled rows, checked before any copy
 
 
 def _profile_of(model: Any, name: str, profile_dir: str | None) -> tuple[Any, str | None]:
@@ -168,7 +169,12 @@ class DataPlane:
                 return DataState(key, mode, classes, None, False, info.key)
         profile_inputs = first == operation and settings.data_monitoring
         drift = self._drift_monitor(key, model) if profile_inputs else None
-        return DataState(key, mode, classes, drift, profile_inputs, info.key)
+        state = DataState(key, mode, classes, drift, profile_inputs, info.key)
+        if profile_inputs:
+            from otel_mlmon.drift.monitor import RowBudget  # noqa: PLC0415
+
+            state.budget = RowBudget(settings.drift_sample_rows, settings.drift_max_rows_per_second)
+        return state
 
     def _drift_monitor(self, key: tuple[str, str | None], model: Any) -> Any:
         settings = self._settings
@@ -186,7 +192,8 @@ class DataPlane:
         monitor = DriftMonitor(profile, window_rows=settings.drift_window_rows,
                                window_seconds=settings.drift_window_s,
                                max_features=settings.drift_max_features,
-                               sample_rows=settings.drift_sample_rows)  # fmt: skip
+                               sample_rows=settings.drift_sample_rows,
+                               max_rows_per_second=None)  # the budget is paid before the copy  # fmt: skip
         with self._lock:
             self._drift[key] = (monitor, digest)
         return monitor
@@ -199,12 +206,16 @@ class DataPlane:
             block = call_ids(rows)
             set_last(block)
         sample = None
+        now = time.time()
         if data.profile_inputs and self._pending_samples < _MAX_PENDING_SAMPLES:
-            X = args[0] if args else kwargs.get("X", kwargs.get("input"))
-            sample = sample_input(X, self._settings.drift_sample_rows)
-            if sample is not None:
-                self._pending_samples += 1
-        return (data, sample, block, time.time())
+            # The rate budget (OTEL_MLMON_DRIFT_MAX_ROWS_PER_SECOND) is paid here, so a call
+            # that will not be profiled costs no copy.
+            if data.budget.admit(rows if rows else 1, now):
+                X = args[0] if args else kwargs.get("X", kwargs.get("input"))
+                sample = sample_input(X, self._settings.drift_sample_rows)
+                if sample is not None:
+                    self._pending_samples += 1
+        return (data, sample, block, now)
 
     # ------------------------------------------------------------------ worker
     def process(self, items: Iterable[tuple[tuple, Any]]) -> None:

@@ -21,6 +21,9 @@ _EXCESS_RATE = 0.05  # learning rate of the mean excess, per exceedance
 _TAIL_RATE = 0.001  # learning rate of the exceedance frequency, per value
 _PHI_RATE = 0.005  # learning rate of the lag-1 autocorrelation
 _RETURN = 300  # values after a shift during which a return to the old level ends an episode
+_BEYOND_FROM = 1.0  # record evidence: sigmas beyond the largest excess seen,
+_BEYOND = 0.24  # plus this part of that excess, to its alarm level
+_MAX_DECAY = 1e-4  # per value: the largest excess seen decays towards the typical excess
 
 
 class DefaultDetector(Detector):
@@ -183,6 +186,8 @@ class DefaultDetector(Detector):
         self._rate_up = self._rate_down = 0.003
         self._excess_up = self._excess_down = 0.3
         self._lograte_up = self._lograte_down = math.log(0.003)
+        # largest excess seen per side, in units of the values (slowly decaying)
+        self._max_up = self._max_down = 0.0
         # seasonal profile: value at the centre of each time-of-day slot, day-of-week
         # corrections and spread factors; used once the stream spans a day
         slots = int(round(_DAY / self.slot_seconds))
@@ -242,10 +247,13 @@ class DefaultDetector(Detector):
             excess = [e for e in excess if e > 0.0]
             rate = (len(excess) + 0.6) / (n + 200.0)
             mean = (sum(excess) + 0.3 * _PRIOR_N) / (len(excess) + _PRIOR_N)
+            top = sigma * (max(excess) if excess else 0.0)
             if side > 0:
                 self._rate_up, self._excess_up, self._lograte_up = rate, mean, math.log(rate)
+                self._max_up = top
             else:
                 self._rate_down, self._excess_down, self._lograte_down = rate, mean, math.log(rate)
+                self._max_down = top
         self._buffer = None
 
     def _new_slot(self, t: float) -> None:
@@ -349,6 +357,8 @@ class DefaultDetector(Detector):
         self._spread = [v / new_sigma if v > 0.0 else 1.0 for v in spreads]
         self._level = (math.exp(self._level) - 1.0) * (new_base + self._day[self._slot])
         self._log = False
+        self._max_up *= new_sigma / sigma  # the largest excesses, in sigmas as they were
+        self._max_down *= new_sigma / sigma
         self._base = new_base
         self._sigma = new_sigma
         self._sigma_min = self._sigma_tiny = 1e-9 * max(1.0, abs(new_base))
@@ -402,11 +412,17 @@ class DefaultDetector(Detector):
 
         # point evidence: surprise of z under the tail of its side, over the alarm level
         if z >= 0.0:
-            a, lograte, excess = z, self._lograte_up, self._excess_up
+            a, lograte, excess, top = z, self._lograte_up, self._excess_up, self._max_up
         else:
-            a, lograte, excess = -z, self._lograte_down, self._excess_down
+            a, lograte, excess, top = -z, self._lograte_down, self._excess_down, self._max_down
         if a > _TAIL_FROM:
             point = (-lograte + (a - _TAIL_FROM) / excess) / self.surprise
+            # a record far beyond the largest value the tail has seen alarms however heavy
+            # the tail: its mean excess says nothing about values well past its maximum
+            top /= s
+            record = (a - _TAIL_FROM - top) / (_BEYOND_FROM + _BEYOND * top)
+            if record > point:
+                point = record
         else:
             point = -lograte * (a * a / (_TAIL_FROM * _TAIL_FROM)) / self.surprise
 
@@ -508,8 +524,12 @@ class DefaultDetector(Detector):
                     x = a - _TAIL_FROM
                     cap = 1.0 + 3.0 * excess
                     self._excess_up += _EXCESS_RATE * ((x if x < cap else cap) - excess)
+                    if x > top:  # a record: at most to where the record evidence alarms
+                        step = _BEYOND_FROM + _BEYOND * top
+                        self._max_up = s * (x if x < top + step else top + step)
                 else:
                     self._rate_up *= 1.0 - _TAIL_RATE
+                    self._max_up -= _MAX_DECAY * (self._max_up - s * excess)
                 self._lograte_up = math.log(self._rate_up)
             else:
                 if a > _TAIL_FROM:
@@ -517,8 +537,12 @@ class DefaultDetector(Detector):
                     x = a - _TAIL_FROM
                     cap = 1.0 + 3.0 * excess
                     self._excess_down += _EXCESS_RATE * ((x if x < cap else cap) - excess)
+                    if x > top:  # a record: at most to where the record evidence alarms
+                        step = _BEYOND_FROM + _BEYOND * top
+                        self._max_down = s * (x if x < top + step else top + step)
                 else:
                     self._rate_down *= 1.0 - _TAIL_RATE
+                    self._max_down -= _MAX_DECAY * (self._max_down - s * excess)
                 self._lograte_down = math.log(self._rate_down)
         step = y - self._last_y  # the floor of sigma learns the finest step (after scoring)
         self._last_y = y

@@ -198,6 +198,47 @@ class _Plan:
         self.schema_events: list[str] = []  # labels that get one schema_change per row
 
 
+class RowBudget:
+    """Token bucket of profiled rows: ``rate`` rows per second, bursts up to one second's worth
+    (at least one full sample). Not locked: callers serialise it (or accept an approximate
+    budget under races, as the instrumentation's hot path does).
+
+    >>> budget = RowBudget(sample_rows=256, rate=1000.0)
+    >>> [budget.admit(500, t) for t in (0.0, 0.0, 0.0, 0.0, 0.0, 1.0)]
+    [256, 256, 256, 0, 0, 256]
+    """
+
+    __slots__ = ("sample_rows", "rate", "_tokens", "_last_time")
+
+    def __init__(self, sample_rows: int, rate: float | None) -> None:
+        self.sample_rows = sample_rows
+        self.rate = rate
+        self._tokens = self._capacity()
+        self._last_time: float | None = None
+
+    def _capacity(self) -> float:
+        rate = self.rate
+        return float(self.sample_rows) if rate is None else max(float(self.sample_rows), rate)
+
+    def admit(self, n: int, now: float) -> int:
+        """Rows to profile from a batch of ``n``: its whole sample, or 0 when the bucket cannot
+        pay for it (a call is never profiled on a sliver of rows: the fixed cost per profiled
+        call is paid for a full sample)."""
+        take = min(n, self.sample_rows)
+        rate = self.rate
+        if rate is None:
+            return take
+        last = self._last_time
+        if last is not None and now > last:
+            self._tokens = min(self._capacity(), self._tokens + (now - last) * rate)
+        if last is None or now > last:
+            self._last_time = now
+        if self._tokens < take:
+            return 0
+        self._tokens -= take
+        return take
+
+
 class DriftMonitor:
     """Drift and data-quality monitor of one model's inputs and outputs; see the module docstring
     for what is counted, the budget, windows, verdicts and caps."""
@@ -265,8 +306,7 @@ class DriftMonitor:
 
     def _reset(self) -> None:
         self._rng = random.Random(self.seed)
-        self._tokens = float(self._capacity())
-        self._last_time: float | None = None
+        self._budget = RowBudget(self.sample_rows, self.max_rows_per_second)
         self._plans: OrderedDict[Any, _Plan] = OrderedDict()
         self._features: list[_Feature] | None = None
         self._output: _Feature | None = None
@@ -286,10 +326,6 @@ class DriftMonitor:
         """Forget the window, pending counts and the sampling state (settings are kept)."""
         with self._lock:
             self._reset()
-
-    def _capacity(self) -> float:
-        rate = self.max_rows_per_second
-        return float(self.sample_rows) if rate is None else max(float(self.sample_rows), rate)
 
     def _install(self, features: list[_Feature], output: _Feature | None) -> None:
         offset = 0
@@ -394,23 +430,6 @@ class DriftMonitor:
         return plan
 
     # ------------------------------------------------------------------ update
-    def _admit(self, n: int, now: float) -> int:
-        """Rows to profile from a batch of ``n``: its whole sample, or 0 when the token bucket
-        cannot pay for it (a call is never profiled on a sliver of rows: the fixed cost per
-        profiled call is paid for a full sample)."""
-        take = min(n, self.sample_rows)
-        rate = self.max_rows_per_second
-        if rate is None:
-            return take
-        if self._last_time is not None and now > self._last_time:
-            self._tokens = min(self._capacity(), self._tokens + (now - self._last_time) * rate)
-        if self._last_time is None or now > self._last_time:
-            self._last_time = now
-        if self._tokens < take:
-            return 0
-        self._tokens -= take
-        return take
-
     def update(self, X: Any, predictions: Any = None, timestamp: float | None = None) -> int:
         """Profile (a sample of) one batch. Returns the number of rows profiled (0 = skipped).
 
@@ -425,7 +444,7 @@ class DriftMonitor:
             n = table.n_rows
         if n == 0:
             return 0
-        take = self._admit(n, now)
+        take = self._budget.admit(n, now)
         if take == 0:
             return 0
         if table is None:
