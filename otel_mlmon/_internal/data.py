@@ -322,14 +322,37 @@ class DataPlane:
     def _hold(self, item: tuple) -> None:
         held = self._held
         if len(held) >= _MAX_HELD:
-            self._hand_over(held.popleft()[1], False)
+            self._estimate_only([held.popleft()[1]])
         held.append((time.time() + HOLD_S, item))
 
     def _release_held(self, now: float) -> None:
         held = self._held
+        unread = []
         while held and (held[0][0] <= now or getattr(held[0][1][1], "_ids", None) is not None):
             _, item = held.popleft()
-            self._hand_over(item, getattr(item[1], "_ids", None) is not None)
+            if getattr(item[1], "_ids", None) is not None:
+                self._hand_over(item, True)
+            else:
+                unread.append(item)
+        if unread:
+            self._estimate_only(unread)
+
+    def _estimate_only(self, items: list[tuple]) -> None:
+        """Calls whose ids nobody read: only their probabilities matter (label-free estimate),
+        handed over as one batch per model, so this costs no per-call work in the hub."""
+        groups: dict[tuple, list[tuple]] = {}
+        for item in items:
+            if item[3] is not None:  # proba
+                groups.setdefault((item[0], id(item[4])), []).append(item)
+        for group in groups.values():
+            key, _, _, _, classes, timestamp = group[-1]
+            try:
+                proba = np.concatenate([np.asarray(item[3]) for item in group]) if len(group) > 1 else group[0][3]
+            except ValueError:  # different column counts (a model refitted with other classes)
+                for item in group:
+                    self._hand_over(item, False)
+                continue
+            self._hand_over((key, range(len(proba)), None, proba, classes, timestamp), False)
 
     def _hand_over(self, item: tuple, store: bool) -> None:
         key, block, y_pred, proba, classes, timestamp = item
