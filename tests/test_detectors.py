@@ -169,6 +169,29 @@ def test_default_flags_a_latency_regression_early():
     assert all(a >= 4000 for a in alarms)
 
 
+def _stalls(seed):
+    """~0.1 ms calls, log-scale sigma 0.15, about 1 % of them stalled 3-5 ms (scheduler
+    contention): a heavy, bimodal upper tail."""
+    rng = np.random.default_rng(seed)
+    latency = rng.lognormal(math.log(1e-4), 0.15, 400)
+    stalls = rng.random(400) < 0.01
+    latency[stalls] = rng.uniform(3e-3, 5e-3, stalls.sum())
+    return latency, 1.7e9 + 0.01 * np.arange(400)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_default_flags_a_value_far_beyond_the_largest_seen_however_heavy_the_tail(seed):
+    latency, t = _stalls(seed)
+    scores = {}
+    for value in (0.2, 0.03):  # 2000x the median: ~50x the largest stall; and ~7x
+        detector = default_detector()
+        _alarms(detector, latency, t)  # the first stalls may alarm: the tail is learned
+        scores[value] = detector.update(value, t[-1] + 1.0)
+    assert scores[0.2] >= 0.8 and scores[0.03] >= 0.6
+    # the tail's maximum learns a repeated wild value, a bounded step at a time
+    assert detector.update(0.03, t[-1] + 1.01) < scores[0.03]
+
+
 def _five_minute(rng, days, additive):
     t = MONDAY + 300.0 * np.arange(days * 288)
     hours = (t % DAY) / 3600.0

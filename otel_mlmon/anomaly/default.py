@@ -21,8 +21,8 @@ _EXCESS_RATE = 0.05  # learning rate of the mean excess, per exceedance
 _TAIL_RATE = 0.001  # learning rate of the exceedance frequency, per value
 _PHI_RATE = 0.005  # learning rate of the lag-1 autocorrelation
 _RETURN = 300  # values after a shift during which a return to the old level ends an episode
-_BEYOND_FROM = 1.0  # record evidence: sigmas beyond the largest excess seen,
-_BEYOND = 0.24  # plus this part of that excess, to its alarm level
+_BEYOND_FROM = 4.0  # record evidence: sigmas beyond the largest excess seen,
+_BEYOND = 0.14  # plus this part of that excess, to its alarm level (then quadratic)
 _MAX_DECAY = 1e-4  # per value: the largest excess seen decays towards the typical excess
 
 
@@ -63,7 +63,12 @@ class DefaultDetector(Detector):
       (frequency of ``|z| > 3`` and mean excess beyond it: a light tail makes a 6-sigma value
       alarming, a heavy one, such as GC pauses in per-call latency, does not), over
       ``surprise`` (13.8 nats: p = 1e-6). Each excess is capped at 1 + 3 times the current
-      mean before it is learned, so a few wild values do not flatten the tail.
+      mean before it is learned, so a few wild values do not flatten the tail. A mean excess
+      says nothing about values far beyond the largest excess seen (a slowly decaying maximum
+      ``m`` per side, in sigmas), so a record counts at least ``(d / (4 + 0.14 m))**2``, ``d``
+      its excess beyond ``m``: however heavy the tail, a value far beyond anything it has
+      seen alarms. A record raises ``m`` at most to where it alarms, so a repeated wild value
+      is learned in a few steps.
     * *Shift*: a two-sided CUSUM of the innovations clipped at 2 sigma, allowance
       ``shift / 2``, over ``shift_limit``: sustained moderate deviations alarm even when no
       single value does, while a burst of a few slow calls does not. While it builds up, the
@@ -421,8 +426,10 @@ class DefaultDetector(Detector):
             # the tail: its mean excess says nothing about values well past its maximum
             top /= s
             record = (a - _TAIL_FROM - top) / (_BEYOND_FROM + _BEYOND * top)
-            if record > point:
-                point = record
+            if record > 0.0:
+                record *= record
+                if record > point:
+                    point = record
         else:
             point = -lograte * (a * a / (_TAIL_FROM * _TAIL_FROM)) / self.surprise
 
