@@ -83,6 +83,9 @@ INSTRUMENT_SETTINGS = {
     "anomaly_processor": False,  # the demo adds its own, with a callback
     "label_store": "memory",
     "quality_window": 200,
+    # The demo compresses hours into seconds: every call is profiled so that the drift window
+    # turns over as fast as the simulated traffic (a service keeps the default rate budget).
+    "drift_max_rows_per_second": 1e9,
 }
 ALERT_COOLDOWN_S = 1.0  # an alert incident closes after 1 s without anomalous spans
 _ALERT_SIGNALS = {"latency": "latency"}  # alert signal -> the injected incident that explains it

@@ -177,7 +177,7 @@ def test_drift_share_jump_is_an_anomaly_counted_and_alerted():
     meter_provider = MeterProvider(metric_readers=[reader])
     instrumentor = SklearnInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider,
-                            label_store="none", anomaly_signals="drift")  # fmt: skip
+                            label_store="none", anomaly_signals="drift", drift_max_rows_per_second=1e9)  # fmt: skip
     try:
         X, y = load_iris(return_X_y=True)
         model = otel_mlmon.set_model_info(LogisticRegression(max_iter=1000), name="iris").fit(X, y)

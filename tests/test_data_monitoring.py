@@ -5,6 +5,7 @@ everything is exported as OTel metrics (asserted through InMemoryMetricReader)."
 from __future__ import annotations
 
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def data():
 
 @pytest.fixture
 def session(make_telemetry):
-    telemetry = make_telemetry(label_store="memory")
+    telemetry = make_telemetry(label_store="memory", drift_max_rows_per_second=1e9)  # profile every call
     yield telemetry
     hub().configure(store="memory")
 
@@ -149,3 +150,17 @@ def test_regressor_quality(session):
     quality = {a[semconv.ML_QUALITY_METRIC]: p.value
                for a, p in _values(session, semconv.QUALITY_SCORE, **{semconv.ML_MODEL_NAME: "reg"})}
     assert quality["mae"] == pytest.approx(mean_absolute_error(y[300:], predicted), rel=1e-12)
+
+
+def test_rate_budget_bounds_profiling_of_many_small_calls(make_telemetry, data):
+    X, y = data
+    telemetry = make_telemetry(label_store="none", drift_max_rows_per_second=1000)
+    model = otel_mlmon.set_model_info(LogisticRegression(max_iter=5000), name="budget").fit(X, y)
+    started = time.monotonic()
+    for i in range(3000):  # one-row calls: each profiled call is charged 64 rows (its fixed cost)
+        model.predict(X[i % len(X):i % len(X) + 1])
+    elapsed = time.monotonic() - started
+    telemetry.instrumentor.force_flush()
+    rows = sum(p.value for _, p in _values(telemetry, semconv.DATA_ROW_COUNT, **{semconv.ML_MODEL_NAME: "budget"}))
+    allowed = (1000 + 1000 * elapsed) / 64  # burst of one second's worth, then the rate
+    assert 1 <= rows <= allowed + 1, (rows, allowed)

@@ -39,7 +39,8 @@ _SNAPSHOT_TTL_S = 0.05  # one snapshot serves the three callbacks of one collect
 _MAX_PENDING_SAMPLES = 256  # input samples waiting for the worker; more are not profiled
 _MAX_HELD = 4096  # calls with unread generated ids waiting HOLD_S
 HOLD_S = 5.0
-QUALITY_EVERY_S = 10.0  # realized/estimated quality points for the detectors
+QUALITY_EVERY_S = 10.0
+MIN_CHARGE_ROWS = 64  # a profiled call costs the budget at least this many rows (fixed cost)  # realized/estimated quality points for the detectors
 
 
 def strided(X: Any, budget: int) -> Any:
@@ -173,7 +174,8 @@ class DataPlane:
         if profile_inputs:
             from otel_mlmon.drift.monitor import RowBudget  # noqa: PLC0415
 
-            state.budget = RowBudget(settings.drift_sample_rows, settings.drift_max_rows_per_second)
+            state.budget = RowBudget(settings.drift_sample_rows, settings.drift_max_rows_per_second,
+                                     min_charge=min(MIN_CHARGE_ROWS, settings.drift_sample_rows))  # fmt: skip
         return state
 
     def _drift_monitor(self, key: tuple[str, str | None], model: Any) -> Any:
@@ -221,7 +223,7 @@ class DataPlane:
     def process(self, items: Iterable[tuple[tuple, Any]]) -> None:
         """Profile inputs and hand predictions to the quality hub (recording worker)."""
         touched = set()
-        outputs: dict[tuple[str, str | None], list[float]] = {}
+        outputs: dict[tuple[str, str | None], list[Any]] = {}
         for (data, sample, block, timestamp), output in items:
             if sample is not None:
                 self._pending_samples = max(0, self._pending_samples - 1)
@@ -238,7 +240,9 @@ class DataPlane:
                     if data.metric_key is not None and len(self._metric_keys) < self._settings.max_models:
                         self._metric_keys.setdefault(data.model_key, data.metric_key)
                     if self._watching:
-                        _add_output_point(outputs, data.model_key, y_pred if mode == OUT_VALUES else None, proba)
+                        point = proba if proba is not None else (y_pred if mode == OUT_VALUES else None)
+                        if point is not None:
+                            outputs.setdefault(data.model_key, []).append(point)
                 if data.drift is not None and sample is not None:
                     if not isinstance(sample, np.ndarray):
                         sample = strided(sample, self._settings.drift_sample_rows)
@@ -268,9 +272,10 @@ class DataPlane:
                     if share is not None:
                         self._observe(key, "drift", share, now)
         if self._watching:
-            for key, (total, n) in outputs.items():
-                if n:
-                    self._observe(key, "output", total / n, now)
+            for key, arrays in outputs.items():
+                value = _output_point(arrays)
+                if value is not None:
+                    self._observe(key, "output", value, now)
             if now - self._quality_at >= QUALITY_EVERY_S and self._hub is not None:
                 self._quality_at = now
                 self._watch_quality(now)
@@ -496,21 +501,21 @@ def _drain_all_planes() -> None:
             plane._internal_error("drain_before_join", exc)
 
 
-def _add_output_point(outputs: dict, key: tuple, values: Any, proba: Any) -> None:
-    """Accumulate the flush's mean regressor output or mean confidence of one model."""
-    array = None
-    if proba is not None:
-        array = np.asarray(proba)
-        array = array.max(axis=1) if array.ndim == 2 and array.size else None
-    elif values is not None:
-        array = np.asarray(values)
-        array = array if array.ndim == 1 and array.dtype.kind in "fiu" else None
-    if array is None or not array.size:
-        return
-    array = array[np.isfinite(array)]
-    entry = outputs.setdefault(key, [0.0, 0])
-    entry[0] += float(array.sum())
-    entry[1] += int(array.size)
+def _output_point(arrays: list[Any]) -> float | None:
+    """One flush's mean regressor output or mean confidence of one model (one numpy pass)."""
+    try:
+        first = np.asarray(arrays[0])
+        if first.ndim == 2:
+            values = np.concatenate([np.asarray(a) for a in arrays if np.ndim(a) == 2 and np.shape(a)[1] == first.shape[1]])
+            values = values.max(axis=1) if values.size else values
+        else:
+            values = np.concatenate([np.asarray(a).ravel() for a in arrays if np.ndim(a) == 1])
+        if values.dtype.kind not in "fiu":
+            return None
+        values = values[np.isfinite(values)]
+    except (TypeError, ValueError):
+        return None
+    return float(values.mean()) if values.size else None
 
 
 def _model_attrs(key: tuple) -> dict[str, Any]:
