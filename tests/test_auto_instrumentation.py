@@ -362,6 +362,13 @@ def test_zero_code_fresh_install(installed_venv, tmp_path, protocol):
         _check_metrics(col, APP_CALLS, APP_VERSIONS, labels, service)
         (queue,) = _latest(col, semconv.MONITOR_QUEUE_SIZE.name)
         assert (queue["type"], queue["unit"], queue["value"]) == ("sum", "{record}", 0)
+        # The anomaly span processor was put in front of the distro's exporting processor: it
+        # decided on every span (all kept at the default ratio 1.0).
+        decisions = _latest(col, semconv.SAMPLING_SPAN_COUNT.name)
+        kept = sum(p["value"] for p in decisions if p["attributes"][semconv.ML_SAMPLING_DECISION] == "kept")
+        assert kept == len(spans) and all(p["attributes"][semconv.ML_SAMPLING_DECISION] == "kept" for p in decisions)
+        # Inputs were profiled (data quality; drift against the profile captured at fit).
+        assert sum(p["value"] for p in _latest(col, semconv.DATA_ROW_COUNT.name)) > 0
         _assert_no_feature_values(col, report["features_sent"])
 
 

@@ -105,6 +105,16 @@ class Monitor:
         self._tracer_provider = tracer_provider
         self.resources = register_resource_metrics(meter, meter_provider, settings)
 
+    def force_flush(self, timeout_millis: float = 30_000) -> bool:
+        """Drain the queue into the instruments and hand held calls to the quality hub."""
+        ok = self.recorder.flush()
+        try:
+            self.recorder.data.flush_held()
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.internal_error("force_flush", exc)
+            return False
+        return ok
+
     def shutdown(self, timeout_millis: float = 30_000) -> bool:
         """Idempotent: the shared recorder stops when its last instrumentor leaves."""
         if self._closed:
