@@ -21,39 +21,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_mlmon
+from _providers import providers as make_providers
 from otel_mlmon import semconv
 
 MODEL = ("cancer-batch", "2024-11")
 
 
 def providers():
-    resource = Resource.create({"service.name": "otel-mlmon-batch-scoring"})
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    reader = InMemoryMetricReader()
-    readers = [reader]
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    return tracer_provider, MeterProvider(resource=resource, metric_readers=readers), spans, reader
+    return make_providers("otel-mlmon-batch-scoring")
 
 
 def quality(reader) -> dict[tuple[str, str], float]:

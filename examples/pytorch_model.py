@@ -12,18 +12,12 @@ telemetry is also exported over OTLP.
 
 from __future__ import annotations
 
-import os
 
 import torch
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from torch import nn
 
 import otel_mlmon
+from _providers import providers as make_providers
 from otel_mlmon import semconv
 
 
@@ -40,19 +34,7 @@ class MLP(nn.Module):
 
 
 def providers():
-    resource = Resource.create({"service.name": "otel-mlmon-pytorch-example"})
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    reader = InMemoryMetricReader()
-    readers = [reader]
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    return tracer_provider, MeterProvider(resource=resource, metric_readers=readers), spans, reader
+    return make_providers("otel-mlmon-pytorch-example")
 
 
 def main() -> None:

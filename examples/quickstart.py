@@ -7,33 +7,15 @@ Needs no collector. With OTEL_EXPORTER_OTLP_ENDPOINT set, it also exports over O
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_mlmon
+from _providers import providers as make_providers
 
 
 def main() -> None:
-    resource = Resource.create({"service.name": "otel-mlmon-quickstart"})
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    reader = InMemoryMetricReader()
-    readers = [reader]
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    tracer_provider, meter_provider, spans, reader = make_providers("otel-mlmon-quickstart")
 
     otel_mlmon.SklearnInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
