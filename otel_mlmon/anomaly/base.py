@@ -67,7 +67,22 @@ def _count(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-class Detector(ABC):
+class _Thresholded:
+    """The ``threshold`` that turns a score into a verdict, validated on every assignment."""
+
+    _threshold: float
+
+    @property
+    def threshold(self) -> float:
+        """Scores at or above it are anomalous; in (0, 1), may be changed at any time."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = _check_threshold(value)
+
+
+class Detector(_Thresholded, ABC):
     """Base class of univariate streaming detectors. Subclasses implement ``_update`` and
     ``_reset``; this class handles non-finite input, warm-up and the threshold.
 
@@ -87,15 +102,6 @@ class Detector(ABC):
         self.ignored = 0
         self.seen = 0
         self._reset()
-
-    @property
-    def threshold(self) -> float:
-        """Scores at or above it are anomalous; in (0, 1), may be changed at any time."""
-        return self._threshold
-
-    @threshold.setter
-    def threshold(self, value: float) -> None:
-        self._threshold = _check_threshold(value)
 
     def update(self, value: float, timestamp: float | None = None) -> float:
         """Learn ``value`` (observed at ``timestamp``, epoch seconds) and return its score."""
@@ -144,10 +150,8 @@ class Detector(ABC):
         return f"{type(self).__name__}({', '.join(params)})"
 
 
-class MultivariateDetector(ABC):
+class MultivariateDetector(_Thresholded, ABC):
     """Base class of detectors over vectors of signals (e.g. IsolationForest)."""
-
-    threshold: float
 
     @abstractmethod
     def update(self, values: Any, timestamp: float | None = None) -> float:

@@ -119,17 +119,6 @@ class IsolationForestDetector(MultivariateDetector):
         self.seed = seed
         self._reset()
 
-    @property
-    def threshold(self) -> float:
-        """Scores at or above it are anomalous; in (0, 1), may be changed at any time."""
-        return self._threshold
-
-    @threshold.setter
-    def threshold(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {value!r}")
-        self._threshold = float(value)
-
     # ------------------------------------------------------------------ state
     def _reset(self) -> None:
         self.seen = 0
