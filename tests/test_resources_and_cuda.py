@@ -40,7 +40,11 @@ def test_process_metrics_follow_semantic_conventions(telemetry):
     assert set(cpu) == {"user", "system"} and cpu["user"] > 0
     util = telemetry.points(semconv.PROCESS_CPU_UTILIZATION.name)
     assert {a[semconv.CPU_MODE] for _, _, a, _ in util} == {"user", "system"}
-    assert all(0 <= p.value <= 1.5 for *_, p in util)
+    assert all(0 <= p.value <= 1.0 for *_, p in util)
+    again = telemetry.points(semconv.PROCESS_CPU_UTILIZATION.name)
+    # a collection within a second repeats the value (10 ms CPU ticks over a shorter interval
+    # would be mostly rounding)
+    assert sorted(p.value for *_, p in again) == sorted(p.value for *_, p in util)
 
 
 def test_resource_metrics_can_be_turned_off(make_telemetry):

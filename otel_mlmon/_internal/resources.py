@@ -41,10 +41,14 @@ def _memory() -> tuple[int, int] | None:
     return resident_pages * page, virtual_pages * page
 
 
+MIN_INTERVAL_S = 1.0
+
+
 class ProcessMetrics:
     def __init__(self, meter: Meter) -> None:
         self._lock = threading.Lock()
         self._last = (time.monotonic(), os.times())
+        self._utilization: tuple[float, float] | None = None
         self._cpus = _cpu_count()
         s = semconv
         meter.create_observable_counter(s.PROCESS_CPU_TIME.name, [self._cpu_time], unit=s.PROCESS_CPU_TIME.unit,
@@ -66,14 +70,23 @@ class ProcessMetrics:
                 Observation(times.system, {semconv.CPU_MODE: "system"})]  # fmt: skip
 
     def _cpu_utilization(self, options: CallbackOptions) -> Iterable[Observation]:
+        """CPU time over the interval since the previous value, at least MIN_INTERVAL_S long
+        (``os.times()`` counts in clock ticks of 10 ms: shorter intervals would be mostly
+        rounding); a collection sooner than that repeats the previous value."""
         now, times = time.monotonic(), os.times()
         with self._lock:
-            (then, before), self._last = self._last, (now, times)
-        elapsed = (now - then) * self._cpus
-        if elapsed <= 0:
-            return []
-        return [Observation((times.user - before.user) / elapsed, {semconv.CPU_MODE: "user"}),
-                Observation((times.system - before.system) / elapsed, {semconv.CPU_MODE: "system"})]  # fmt: skip
+            then, before = self._last
+            cached = self._utilization
+            if cached is not None and now - then < MIN_INTERVAL_S:
+                user, system = cached
+            else:
+                elapsed = (now - then) * self._cpus
+                if elapsed <= 0:
+                    return []
+                user = min(max((times.user - before.user) / elapsed, 0.0), 1.0)
+                system = min(max((times.system - before.system) / elapsed, 0.0), 1.0)
+                self._last, self._utilization = (now, times), (user, system)
+        return [Observation(user, {semconv.CPU_MODE: "user"}), Observation(system, {semconv.CPU_MODE: "system"})]
 
     @staticmethod
     def _rss(options: CallbackOptions) -> Iterable[Observation]:
