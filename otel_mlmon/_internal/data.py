@@ -201,14 +201,13 @@ class DataPlane:
         return monitor
 
     # ------------------------------------------------------------------ hot path
-    def capture(self, data: DataState, args: tuple, kwargs: dict, rows: int | None) -> tuple:
+    def capture(self, data: DataState, args: tuple, kwargs: dict, rows: int | None, now: float) -> tuple:
         """O(1) plus one bounded copy: (state, input sample, ids, timestamp)."""
         block = None
         if data.mode is not None:
             block = call_ids(rows)
             set_last(block)
         sample = None
-        now = time.time()
         if data.profile_inputs and self._pending_samples < _MAX_PENDING_SAMPLES:
             # The rate budget (OTEL_MLMON_DRIFT_MAX_ROWS_PER_SECOND) is paid here, so a call
             # that will not be profiled costs no copy.

@@ -17,7 +17,7 @@ import functools
 import logging
 import threading
 from contextvars import ContextVar
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any, Callable
 
 import numpy as np
@@ -251,13 +251,13 @@ class Monitor:
             detector.threshold = self.settings.anomaly_threshold
         return detector
 
-    def _judge(self, span, info: OpInfo, duration: Any, rows: int | None, failed: bool):
+    def _judge(self, span, info: OpInfo, duration: Any, rows: int | None, failed: bool, now: float):
         """Run the detectors; annotate the span (before it ends) when a signal is anomalous."""
         watch = info.watch if info.watch is not None else self._watch(info)
         if watch is None:
             return None
         try:
-            verdict = watch.observe(duration, rows, failed)
+            verdict = watch.observe(duration, rows, failed, now)
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("anomaly_detection", exc)
             return None
@@ -269,14 +269,15 @@ class Monitor:
 
     def finish(self, span, info, rows, result: Any, duration: Any, model: Any, args: tuple, kwargs: dict) -> None:
         try:
-            verdict = self._judge(span, info, duration, rows, False)
+            now = time()  # one wall-clock read for the detectors and the data capture
+            verdict = self._judge(span, info, duration, rows, False, now)
             span.end()
             mode = info.key.output
             output = None if mode is None else self.adapter.snapshot(result, mode)
             data = info.data
             if data is None:
                 data = self._data_state(info, model)
-            capture = None if data is False else self.recorder.data.capture(data, args, kwargs, rows)
+            capture = None if data is False else self.recorder.data.capture(data, args, kwargs, rows, now)
             self.recorder.submit((info.key, duration, rows, None, output, verdict, capture))
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("finish", exc)
@@ -291,7 +292,7 @@ class Monitor:
             else:
                 span.add_event("exception", {"exception.type": etype})
                 span.set_status(Status(StatusCode.ERROR, etype))
-            verdict = self._judge(span, info, None, None, True)
+            verdict = self._judge(span, info, None, None, True, time())
             span.end()
             self.recorder.submit((info.key, duration, rows, etype, None, verdict, None))
         except Exception as internal:  # noqa: BLE001

@@ -9,7 +9,6 @@ before ending it (the SDK freezes span attributes at ``end()``).
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable
 
 ERROR_WINDOW = 50
@@ -31,9 +30,9 @@ class SignalWatch:
         self._names = {id(d): type(d).__name__
                        for d in (self._latency, self._row_latency, self._batch, self._errors) if d}  # fmt: skip
 
-    def observe(self, duration: Any, rows: int | None, failed: bool) -> Verdict | None:
-        """Update the detectors with one call; the strongest anomalous verdict, or None."""
-        now = time.time()
+    def observe(self, duration: Any, rows: int | None, failed: bool, now: float) -> Verdict | None:
+        """Update the detectors with one call made at ``now`` (epoch seconds); the strongest
+        anomalous verdict, or None."""
         best: Verdict | None = None
         with self._lock:
             detector = self._latency

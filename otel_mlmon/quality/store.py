@@ -251,6 +251,11 @@ class PredictionStore:
     def close(self) -> None:
         """Idempotent."""
 
+    def _take_arguments(self, ids: Any, model_key: ModelKey | None,
+                        accept: Callable[[int, StoredPrediction], bool] | None) -> tuple:  # fmt: skip
+        """``take_many``'s arguments, normalised: ids as text, the accept callback, the model."""
+        return normalize_ids(ids), accept or self._accept_all, None if model_key is None else model_key_of(model_key)
+
     def _accept_all(self, position: int, prediction: StoredPrediction) -> bool:
         return True
 
@@ -366,9 +371,7 @@ class MemoryStore(PredictionStore):
 
     def take_many(self, ids: Any, model_key: ModelKey | None = None,
                   accept: Callable[[int, StoredPrediction], bool] | None = None) -> TakeResult:  # fmt: skip
-        ids = normalize_ids(ids)
-        accept = accept or self._accept_all
-        only = None if model_key is None else model_key_of(model_key)
+        ids, accept, only = self._take_arguments(ids, model_key, accept)
         result = TakeResult([], [], [], [])
         with self._lock:
             only_index = None if only is None else self._index.get(only, -1)
@@ -633,9 +636,7 @@ class SQLiteStore(PredictionStore):
 
     def take_many(self, ids: Any, model_key: ModelKey | None = None,
                   accept: Callable[[int, StoredPrediction], bool] | None = None) -> TakeResult:  # fmt: skip
-        ids = normalize_ids(ids)
-        accept = accept or self._accept_all
-        only = None if model_key is None else model_key_of(model_key)
+        ids, accept, only = self._take_arguments(ids, model_key, accept)
         result = TakeResult([], [], [], [])
         unique = list(dict.fromkeys(ids))
         with self._lock, self._write() as cur:
