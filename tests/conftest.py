@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers such as otlp_collector
 
 from otel_mlmon import SklearnInstrumentor  # noqa: E402
+from helpers import metric_points  # noqa: E402
 
 # The persistent label store of the instrumented sessions goes to a scratch file, never to the
 # user's cache directory.
@@ -47,15 +48,7 @@ class Telemetry:
 
     def points(self, name: str | None = None):
         """Every data point as (metric name, unit, attributes dict, point), collected now."""
-        out = []
-        data = self.reader.get_metrics_data()
-        for rm in data.resource_metrics if data else []:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if name is None or metric.name == name:
-                        for point in metric.data.data_points:
-                            out.append((metric.name, metric.unit, dict(point.attributes), point))
-        return out
+        return metric_points(self.reader, name)
 
     def metric_names(self):
         return {name for name, _, _, _ in self.points()}

@@ -43,3 +43,16 @@ def stop_process(proc, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=timeout)
+
+
+def metric_points(reader, name: str | None = None) -> list[tuple]:
+    """Every data point collected now from an ``InMemoryMetricReader``, as
+    (metric name, unit, attributes dict, point); only metric ``name`` when given."""
+    out = []
+    data = reader.get_metrics_data()
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if name is None or metric.name == name:
+                    out.extend((metric.name, metric.unit, dict(p.attributes), p) for p in metric.data.data_points)
+    return out

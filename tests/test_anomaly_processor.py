@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import NoOpTracerProvider, Status, StatusCode
 
+from helpers import metric_points
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
 from otel_mlmon.anomaly import Alert
@@ -89,14 +90,7 @@ class Pipeline:
                 for _, a, p in self.points(semconv.ALERT_COUNT.name)}  # fmt: skip
 
     def points(self, name):
-        out = []
-        data = self.reader.get_metrics_data()
-        for rm in data.resource_metrics if data else []:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == name:
-                        out.extend((metric.unit, dict(p.attributes), p) for p in metric.data.data_points)
-        return out
+        return [point[1:] for point in metric_points(self.reader, name)]
 
     def logs(self):
         assert self.processor.force_flush(5_000)

@@ -13,19 +13,13 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from helpers import metric_points
 from otel_mlmon import semconv
 from otel_mlmon._internal.resources import GpuMemory
 
 
 def points(reader, name):
-    out = []
-    data = reader.get_metrics_data()
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == name:
-                    out.extend((metric.unit, dict(p.attributes), p) for p in metric.data.data_points)
-    return out
+    return [point[1:] for point in metric_points(reader, name)]
 
 
 def test_process_metrics_follow_semantic_conventions(telemetry):
