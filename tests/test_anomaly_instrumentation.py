@@ -52,25 +52,26 @@ def test_latency_incident_is_flagged_on_the_span_and_counted(make_telemetry, mod
     _serve(clf, X, 400, rng)
     normal = telemetry.spans()
     assert len(normal) == 400
-    flagged_normal = [i for i, s in enumerate(normal[200:]) if s.attributes.get(semconv.ML_ANOMALY)]
-    # Ordinary traffic after warm-up stays (nearly) quiet: at most two short bursts of flags. (On
-    # a busy machine the latency of a 0.1 ms call can genuinely shift for a while, e.g. when
-    # another thread wakes up; the detector flags the first calls of such a shift.)
-    incidents = [i for n, i in enumerate(flagged_normal) if n == 0 or i - flagged_normal[n - 1] > 20]
-    assert len(incidents) <= 2 and len(flagged_normal) <= 20, [
-        (normal[200 + i].attributes[semconv.ML_ANOMALY_SIGNAL], normal[200 + i].end_time - normal[200 + i].start_time)
-        for i in flagged_normal]  # fmt: skip
+    # Ordinary traffic after warm-up stays (nearly) quiet, and what it flags is really slow: a
+    # machine running tests stalls now and then (scheduler, GC; 1 ms to 170 ms seen in CI), and
+    # the latency of a 0.1 ms call can shift for a while when another thread wakes up.
+    durations = [s.end_time - s.start_time for s in normal[200:]]
+    median = float(np.median(durations))
+    flagged_normal = [d for s, d in zip(normal[200:], durations) if s.attributes.get(semconv.ML_ANOMALY)]
+    assert len(flagged_normal) <= 10, flagged_normal  # at most 5% of the calls
+    assert all(d >= 1.5 * median for d in flagged_normal), (median, flagged_normal)
     telemetry.clear()
-    # A 200 ms stall among ~0.1 ms calls. (The default detector models the latency tail, so on a
-    # busy machine whose ordinary calls already stall for milliseconds, a 30 ms call is not
-    # always anomalous: that is its design, see docs/anomaly-detectors.md.)
-    SlowSometimes.delay = 0.2
+    # A stall far beyond anything ordinary: 200 ms among ~0.1 ms calls, or 10x the longest
+    # ordinary stall if the machine already stalled for longer. (The default detector models the
+    # latency tail, so on a busy machine whose ordinary calls already stall for milliseconds, a
+    # 30 ms call is not always anomalous: that is its design, see docs/anomaly-detectors.md.)
+    SlowSometimes.delay = max(0.2, min(2.0, 10 * max(s.end_time - s.start_time for s in normal) / 1e9))
     _serve(clf, X, 3, rng)
     SlowSometimes.delay = 0.0
     incident = telemetry.spans()
     assert len(incident) == 3
     flagged = [s for s in incident if s.attributes.get(semconv.ML_ANOMALY) is True]
-    assert flagged, "a 200 ms call among ~0.1 ms calls is an anomaly"
+    assert flagged, "a 200 ms call (at least) among ~0.1 ms calls is an anomaly"
     first = flagged[0].attributes
     assert first[semconv.ML_ANOMALY_SIGNAL] == "latency"
     assert 0.0 < first[semconv.ML_ANOMALY_SCORE] <= 1.0
