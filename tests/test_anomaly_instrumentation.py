@@ -52,14 +52,12 @@ def test_latency_incident_is_flagged_on_the_span_and_counted(make_telemetry, mod
     _serve(clf, X, 400, rng)
     normal = telemetry.spans()
     assert len(normal) == 400
-    # Ordinary traffic after warm-up stays (nearly) quiet, and what it flags is really slow: a
-    # machine running tests stalls now and then (scheduler, GC; 1 ms to 170 ms seen in CI), and
-    # the latency of a 0.1 ms call can shift for a while when another thread wakes up.
-    durations = [s.end_time - s.start_time for s in normal[200:]]
-    median = float(np.median(durations))
-    flagged_normal = [d for s, d in zip(normal[200:], durations) if s.attributes.get(semconv.ML_ANOMALY)]
-    assert len(flagged_normal) <= 10, flagged_normal  # at most 5% of the calls
-    assert all(d >= 1.5 * median for d in flagged_normal), (median, flagged_normal)
+    # Ordinary traffic after warm-up stays (nearly) quiet: at most 5% of the calls flagged. (A
+    # machine running tests stalls now and then — scheduler, GC; 1 ms to 170 ms seen in CI — and
+    # the latency of a 0.1 ms call can shift for a while when another process competes for CPU:
+    # the detector flags such shifts, up and back down.)
+    flagged_normal = [s.end_time - s.start_time for s in normal[200:] if s.attributes.get(semconv.ML_ANOMALY)]
+    assert len(flagged_normal) <= 10, flagged_normal
     telemetry.clear()
     # A stall far beyond anything ordinary: 200 ms among ~0.1 ms calls, or 10x the longest
     # ordinary stall if the machine already stalled for longer. (The default detector models the
@@ -107,7 +105,8 @@ def test_instrument_installs_the_processor_and_samples_normal_spans(make_telemet
     assert 100 <= len(kept_normal) <= 300, len(kept_normal)  # ~10% of 2000
     anomalous_before = len(first_phase) - len(kept_normal)
     telemetry.clear()
-    SlowSometimes.delay = 0.2
+    # stalls far beyond anything ordinary (as in the test above)
+    SlowSometimes.delay = max(0.2, min(2.0, 10 * max(s.end_time - s.start_time for s in first_phase) / 1e9))
     _serve(clf, X, 3, rng)
     SlowSometimes.delay = 0.0
     SlowSometimes.fail = True
@@ -125,7 +124,7 @@ def test_instrument_installs_the_processor_and_samples_normal_spans(make_telemet
     assert decisions.get(("dropped", "anomaly"), 0) == 0 and decisions.get(("dropped", "error"), 0) == 0
     anomalous = [s for s in exported if s.attributes.get(semconv.ML_ANOMALY)]
     slow = [s for s in exported if s.attributes.get(semconv.ML_ANOMALY_SIGNAL) == "latency"
-            and s.end_time - s.start_time > 0.15e9]  # fmt: skip
+            and s.end_time - s.start_time >= 0.2e9]  # fmt: skip
     assert slow, "the stalls are anomalous, and exported although 90% of normal spans are dropped"
     assert decisions[("kept", "anomaly")] == anomalous_before + len(anomalous)
 
