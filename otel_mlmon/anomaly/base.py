@@ -7,7 +7,9 @@ is::
     detector.is_anomaly(score)                   # score >= detector.threshold
 
 * The score is continuous in [0, 1] (it does not saturate at a constant), so thresholds can be
-  swept; ``threshold`` turns it into a verdict and can be changed at any time.
+  swept; ``threshold`` turns it into a verdict and can be changed at any time. Larger deviations
+  score higher: a score ranks, and stays below 1.0 even for wild values or after a constant
+  stretch (see :func:`_far` and :data:`_SPREAD_FLOOR`).
 * ``timestamp`` is in seconds since the epoch; detectors that do not use time ignore it.
 * ``update`` is O(1) in time and memory. NaN and infinite values never enter the state: they
   score 0.0 and are counted in ``ignored``. Finite values beyond +-1e100 are clamped to it.
@@ -18,12 +20,41 @@ is::
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
 __all__ = ["Detector", "MultivariateDetector"]
 
 _LARGEST = 1e100  # finite values are clamped to +-_LARGEST
+
+# Scores that rank. A detector that measures a distance ``z`` in standard deviations (or another
+# unit of spread) maps it with ``z / (z + k)``, which reaches exactly 1.0 in floating point once
+# ``z`` exceeds about ``k * 2**53``: every larger deviation would tie. Two helpers keep ``z``
+# finite and far below that, so that larger deviations always score higher and below 1.
+
+_SPREAD_FLOOR = 1e-9
+"""A spread (standard deviation, MAD) is taken as at least this fraction of the level's
+magnitude (of 1 for a level of 0): a constant stretch has no spread, and another value is then
+very far, but a finite, ranked distance away. 1e-9 is far above the rounding noise of a mean
+(about 1e-16 of it) and far below the relative noise of any real measurement."""
+
+_FAR = 1e6
+"""Beyond ``_FAR`` units of spread a distance grows with its logarithm (:func:`_far`). A million
+standard deviations is already certain; the compression only serves to keep such distances
+ranked: ``z`` stays below 7e8 for any input, so ``z / (z + k) < 1`` for any ``k`` above 1e-7."""
+
+
+def _spread_floor(level: float) -> float:
+    """The least spread accepted around ``level`` (see :data:`_SPREAD_FLOOR`); never 0."""
+    return _SPREAD_FLOOR * abs(level) or _SPREAD_FLOOR
+
+
+def _far(z: float) -> float:
+    """A distance ``z > _FAR`` compressed to ``_FAR * (1 + ln(z / _FAR))``: continuous and
+    strictly increasing (with slope 1 at ``_FAR``), below 7e8 for every ``z`` (``inf`` included:
+    ``z`` is first capped at 1e300, reached only when the spread is below 1e-200)."""
+    return _FAR * (1.0 + math.log(min(z, 1e300) / _FAR))
 
 
 def _check_threshold(value: Any) -> float:

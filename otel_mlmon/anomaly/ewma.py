@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otel_mlmon.anomaly.base import Detector, _count, _positive, _rate
+from otel_mlmon.anomaly.base import _FAR, _SPREAD_FLOOR, Detector, _count, _far, _positive, _rate
 
 __all__ = ["EWMADetector"]
 
@@ -11,7 +11,11 @@ class EWMADetector(Detector):
     """Distance of a value from the exponentially weighted moving average (EWMA), in
     exponentially weighted standard deviations: ``z = |x - mean| / sigma``,
     ``score = z / (z + k)``; the band ``mean +- k * sigma`` scores 0.5 (the default
-    ``threshold``).
+    ``threshold``). The score grows towards 1 with ``z`` without reaching it: a larger
+    deviation always scores higher. ``sigma`` is taken as at least 1e-9 of ``|mean|`` (1e-9 for
+    a mean of 0), so after a constant stretch another value scores close to 1 but finite and
+    ranked; beyond a million standard deviations ``z`` grows with its logarithm, so that no
+    value ties at 1.0 in floating point (see :mod:`otel_mlmon.anomaly.base`).
 
     A value is scored against the statistics before it, then learned with weight ``alpha``
     (incremental EW mean and variance, Finch 2009). The memory is about ``1 / alpha`` values,
@@ -58,10 +62,11 @@ class EWMADetector(Detector):
             return 0.0
         var = self._var
         d = x - mean
-        if var > 0.0:
-            z = (d if d > 0.0 else -d) / var**0.5
-        else:
-            z = 0.0 if d == 0.0 else 1e300
+        sigma = var**0.5
+        floor = _SPREAD_FLOOR * (mean if mean > 0.0 else -mean) or _SPREAD_FLOOR
+        z = (d if d > 0.0 else -d) / (sigma if sigma > floor else floor)  # constant: far, finite
+        if z > _FAR:
+            z = _far(z)
         increment = self.alpha * d
         self._mean = mean + increment
         self._var = (1.0 - self.alpha) * (var + d * increment)

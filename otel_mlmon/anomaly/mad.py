@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otel_mlmon.anomaly.base import Detector, _count, _positive, _rate
+from otel_mlmon.anomaly.base import _FAR, Detector, _count, _far, _positive, _rate, _spread_floor
 
 __all__ = ["MADDetector"]
 
@@ -11,7 +11,13 @@ _MAD_TO_SIGMA = 1.4826  # consistency constant of the MAD for a normal distribut
 
 class MADDetector(Detector):
     """Distance of a value from a streaming median in robust standard deviations
-    (``1.4826 * MAD``): ``z = |x - median| / (1.4826 * MAD)``, ``score = z / (z + k)``.
+    (``1.4826 * MAD``): ``z = |x - median| / (1.4826 * MAD)``, ``score = z / (z + k)``. The
+    score is 0.5 at ``z = k`` (the default ``threshold``) and grows towards 1 with ``z`` without
+    reaching it: a larger deviation always scores higher. The MAD is kept at least 1e-9 of the
+    warm-up median's magnitude (1e-9 for a median of 0; it is 0 on a constant stretch, and
+    could not grow again), so another value scores close to 1 but finite and ranked; beyond a
+    million robust standard deviations ``z`` grows with its logarithm, so that no value ties
+    at 1.0 in floating point (see :mod:`otel_mlmon.anomaly.base`).
 
     The median and the MAD start as the exact values over the first ``warm_up`` values, then
     follow the stream by stochastic approximation (O(1) streaming quantile estimates, in the
@@ -66,10 +72,8 @@ class MADDetector(Detector):
             if len(buffer) >= self.warm_up:
                 ordered = sorted(buffer)
                 self._median = median = _median(ordered)
-                self._mad = _median(sorted(abs(v - median) for v in ordered))
-                # the MAD of a constant stretch is 0: keep a tiny floor so it can grow again
-                self._floor = 1e-9 * (abs(median) or 1.0)
-                self._mad = max(self._mad, self._floor)
+                self._floor = _spread_floor(median)
+                self._mad = max(_median(sorted(abs(v - median) for v in ordered)), self._floor)
                 self._buffer = None
             return 0.0
         median = self._median
@@ -77,6 +81,8 @@ class MADDetector(Detector):
         d = x - median
         ad = d if d >= 0.0 else -d
         z = ad / (_MAD_TO_SIGMA * mad)
+        if z > _FAR:
+            z = _far(z)
         rate = self.rate
         if d > 0.0:
             self._median = median + rate * mad

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otel_mlmon.anomaly.base import Detector, _count, _positive
+from otel_mlmon.anomaly.base import _FAR, _SPREAD_FLOOR, Detector, _count, _far, _positive
 
 __all__ = ["ZScoreDetector"]
 
@@ -11,10 +11,16 @@ class ZScoreDetector(Detector):
     """Distance of a value from the mean of the last ``window`` values, in their standard
     deviations: ``z = |x - mean| / std``, ``score = z / (z + k)``.
 
-    The score is 0.5 at ``|z| = k`` (the default ``threshold``), 0.25 at ``k / 3`` and tends to
-    1 as ``z`` grows. A value is scored against the window *before* it enters it. The mean and
-    variance are kept by the sliding-window form of Welford's update over a ring buffer and
-    recomputed exactly each time the ring wraps, so rounding errors cannot accumulate.
+    The score is 0.5 at ``|z| = k`` (the default ``threshold``), 0.25 at ``k / 3`` and grows
+    towards 1 with ``z`` without reaching it: a larger deviation always scores higher. The
+    standard deviation is taken as at least 1e-9 of ``|mean|`` (1e-9 for a mean of 0), so after a
+    constant window another value scores close to 1 but finite and ranked; beyond a million
+    standard deviations ``z`` grows with its logarithm, so that no value ties at 1.0 in floating
+    point (see :mod:`otel_mlmon.anomaly.base`).
+
+    A value is scored against the window *before* it enters it. The mean and variance are kept
+    by the sliding-window form of Welford's update over a ring buffer and recomputed exactly
+    each time the ring wraps, so rounding errors cannot accumulate.
 
     Parameters
     ----------
@@ -60,12 +66,12 @@ class ZScoreDetector(Detector):
         n = len(values)
         mean = self._mean
         if n > 1:
-            var = self._m2 / (n - 1)
             d = x - mean if x > mean else mean - x
-            if var > 0.0:
-                z = d / var**0.5
-            else:  # a constant window: any other value is infinitely far
-                z = 0.0 if d == 0.0 else 1e300
+            sd = (self._m2 / (n - 1)) ** 0.5
+            floor = _SPREAD_FLOOR * (mean if mean > 0.0 else -mean) or _SPREAD_FLOOR
+            z = d / (sd if sd > floor else floor)  # a constant window: far, but finite
+            if z > _FAR:
+                z = _far(z)
             score = z / (z + self.k)
         else:
             score = 0.0
