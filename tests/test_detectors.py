@@ -38,7 +38,7 @@ def _alarms(detector, values, timestamps=None) -> list[int]:
 def test_static_scores_half_on_the_bound_and_rises_smoothly_beyond_it():
     detector = StaticThresholdDetector(upper=10.0, lower=0.0)  # scale: half-width 5
     scores = [detector.update(v) for v in (5.0, 9.0, 10.0, 11.0, 15.0, -5.0)]
-    assert scores[2] == 0.5 and scores[5] == pytest.approx(1.0 / (1.0 + math.exp(-5.0 / 1.25)))
+    assert scores[2] == 0.5 and scores[5] == pytest.approx(1.0 - 0.5 / (1.0 + 5.0 / 1.25))  # t = d / softness
     assert scores[0] < scores[1] < scores[2] < scores[3] < scores[4] < 1.0
     assert [detector.is_anomaly(s) for s in scores] == [False, False, True, True, True, True]
 

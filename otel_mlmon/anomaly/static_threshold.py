@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from otel_mlmon.anomaly.base import Detector, _count, _number, _positive
+
+from otel_mlmon.anomaly.base import _FAR, Detector, _count, _far, _number, _positive, _spread_floor
 
 __all__ = ["StaticThresholdDetector"]
 
@@ -13,16 +14,23 @@ _MAD_TO_SIGMA = 1.4826  # consistency constant of the MAD for a normal distribut
 class StaticThresholdDetector(Detector):
     """Alarm when a value leaves ``[lower, upper]``; the bounds never move.
 
-    The score is a logistic function of the signed distance ``d`` of the value beyond the
-    nearest bound, in units of ``scale``: ``score = 1 / (1 + exp(-d / softness))``. It is 0.5
-    exactly on a bound (the default ``threshold``), rises smoothly beyond it (0.98 at one
-    ``scale`` beyond with the default ``softness``) and falls towards 0 inside the bounds, so a
-    threshold can be swept like any other detector's.
+    The score is a rational sigmoid of the signed distance ``d`` of the value beyond the
+    nearest bound, in units of ``scale``: with ``t = d / softness``,
+    ``score = 1 - 0.5 / (1 + t)`` beyond the bound and ``0.5 / (1 - t)`` inside (smooth at the
+    bound, ``score(-t) = 1 - score(t)``). It is 0.5 exactly on a bound (the default
+    ``threshold``), rises smoothly beyond it (0.9 at one ``scale`` beyond with the default
+    ``softness``, 0.99 at about 12) and falls towards 0 inside the bounds, so a threshold can be
+    swept like any other detector's. It approaches 1 only slowly, so a larger excess always
+    scores higher (a logistic would be exactly 1.0 from about 9 ``scale`` beyond); beyond
+    ``t`` = a million it grows with the logarithm of ``t``, so no value ties at 1.0 in
+    floating point (see :mod:`otel_mlmon.anomaly.base`).
 
     Bounds may be given (``upper``, ``lower`` or both). When neither is given they are learned
     once from the first ``warm_up`` values: ``median +- k * 1.4826 * MAD`` (the MAD-based
     standard deviation becomes ``scale``), then frozen; this is the "set it from last week's
-    data and forget it" baseline, which does not follow drifts or seasonality.
+    data and forget it" baseline, which does not follow drifts or seasonality. A constant
+    warm-up learns a standard deviation of 1e-9 of the median's magnitude (1e-9 for a median of
+    0): any other value is beyond the bounds, with a finite, ranked score.
 
     Parameters
     ----------
@@ -34,8 +42,8 @@ class StaticThresholdDetector(Detector):
     k
         Width of learned bounds in robust standard deviations (only used without bounds).
     softness
-        Distance beyond a bound, in units of ``scale``, over which the logistic score rises
-        from 0.5 to 0.73 (smaller = sharper).
+        Distance beyond a bound, in units of ``scale``, over which the score rises from 0.5 to
+        0.75 (smaller = sharper).
     threshold
         Scores at or above it are anomalous.
     warm_up
@@ -53,7 +61,7 @@ class StaticThresholdDetector(Detector):
     >>> max(scores) < detector.threshold
     True
     >>> round(detector.update(300.0), 3), detector.is_anomaly(detector.update(300.0))
-    (0.69, True)
+    (0.722, True)
     >>> learned = StaticThresholdDetector()                    # bounds from the first 50 values
     >>> _ = [learned.update(rng.gauss(10.0, 1.0)) for _ in range(50)]
     >>> learned.is_anomaly(learned.update(10.5)), learned.is_anomaly(learned.update(20.0))
@@ -99,18 +107,17 @@ class StaticThresholdDetector(Detector):
                 scale = abs(upper if upper is not None else lower) or 1.0  # type: ignore[arg-type]
         self._hi = math.inf if upper is None else upper
         self._lo = -math.inf if lower is None else lower
-        self._inv = 1.0 / (scale * self.softness)
+        self._inv = _inverse(scale * self.softness)
 
     def _learn(self) -> None:
         values = sorted(self._buffer)  # type: ignore[arg-type]
         median = _median(values)
         sigma = _MAD_TO_SIGMA * _median(sorted(abs(v - median) for v in values))
-        if not sigma > 0.0:  # constant warm-up: any other value is beyond the bounds
-            sigma = max(abs(median), 1.0) * 1e-9
+        sigma = max(sigma, _spread_floor(median))  # constant warm-up: any other value is beyond
         scale = self.scale if self.scale is not None else sigma
         self._hi = median + self.k * sigma
         self._lo = median - self.k * sigma
-        self._inv = 1.0 / (scale * self.softness)
+        self._inv = _inverse(scale * self.softness)
         self._buffer = None
 
     def _update(self, x: float, timestamp: float | None) -> float:
@@ -123,8 +130,15 @@ class StaticThresholdDetector(Detector):
         d = x - self._hi if x - self._hi > self._lo - x else self._lo - x
         t = d * self._inv
         if t >= 0.0:
-            return 1.0 / (1.0 + math.exp(-t)) if t < 700.0 else 1.0
-        return 1.0 / (1.0 + math.exp(-t)) if t > -700.0 else 0.0
+            if t > _FAR:
+                t = _far(t)
+            return 1.0 - 0.5 / (1.0 + t)
+        return 0.5 / (1.0 - t)
+
+
+def _inverse(unit: float) -> float:
+    """``1 / unit``, finite even if ``scale * softness`` underflowed to (nearly) 0."""
+    return 1.0 / max(unit, 1e-300)
 
 
 def _median(ordered: list[float]) -> float:
