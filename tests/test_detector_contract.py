@@ -8,6 +8,7 @@ constructed with no arguments. A new detector is covered as soon as it is export
 
 from __future__ import annotations
 
+import copy
 import doctest
 import importlib
 import inspect
@@ -193,6 +194,53 @@ def test_scores_are_continuous_and_flag_an_obvious_anomaly(cls):
     assert 0.0 < float(np.median(after)) < detector.threshold
     spike = len(inputs) // 3 if _multivariate(cls) else (3 * len(inputs)) // 4
     assert detector.is_anomaly(scores[spike])
+
+
+def _univariate_params() -> list:
+    """Every exported class; multivariate ones are skipped with the reason shown in the report."""
+    reason = "multivariate: a deviation in standard deviations of one signal does not apply"
+    return [
+        pytest.param(c, id=c.__name__, marks=pytest.mark.skip(reason=reason) if _multivariate(c) else ())
+        for c in CLASSES
+    ]
+
+
+def _probe(detector, values, timestamp) -> list[float]:
+    """The score of each value against the same learned state (a fresh copy per probe, so that
+    a probe does not learn)."""
+    return [copy.deepcopy(detector).update(float(v), timestamp) for v in values]
+
+
+def _assert_ranked(scores) -> None:
+    assert all(math.isfinite(s) and 0.0 <= s < 1.0 for s in scores), scores
+    ties = [(i, a, b) for i, (a, b) in enumerate(zip(scores, scores[1:])) if not a < b]
+    assert not ties, f"not strictly increasing at (index, score, next score): {ties[:5]}"
+
+
+@pytest.mark.parametrize("univariate", _univariate_params())
+def test_scores_rank_large_deviations_without_saturating(univariate):
+    """From 3 to 20 standard deviations above a stationary level, the score strictly increases
+    and stays below 1.0: a threshold can separate a blip from an outage (issue 13)."""
+    detector = univariate()
+    n = max(600, 2 * getattr(detector, "warm_up", 0))
+    rng = np.random.default_rng(14)
+    t = START + 60.0 * np.arange(n + 1)
+    _feed(detector, rng.normal(100.0, 5.0, n), t[:n])
+    scores = _probe(detector, 100.0 + 5.0 * np.linspace(3.0, 20.0, 35), float(t[n]))
+    _assert_ranked(scores)
+
+
+@pytest.mark.parametrize("level", [0, 32.0], ids=["zeros", "constant"])
+@pytest.mark.parametrize("univariate", _univariate_params())
+def test_scores_rank_after_a_constant_stretch(univariate, level):
+    """After a constant stretch (no spread at all; of zeros: an integer count), other values
+    still get finite scores below 1.0 that grow with their distance, up to the largest value."""
+    detector = univariate()
+    n = max(600, 2 * getattr(detector, "warm_up", 0))
+    t = START + 60.0 * np.arange(n + 1)
+    _feed(detector, [level] * n, t[:n])
+    scores = _probe(detector, [level + d for d in (1, 2, 3, 5, 10, 100, 1e4, 1e8, 1e20, 1e99)], float(t[n]))
+    _assert_ranked(scores)
 
 
 @pytest.mark.parametrize("module", sorted({cls.__module__ for cls in CLASSES}))
