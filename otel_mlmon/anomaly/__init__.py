@@ -2,7 +2,8 @@
 
 Every detector follows :class:`otel_mlmon.anomaly.base.Detector`: ``update(value, timestamp)``
 returns a score in [0, 1] (higher = more anomalous) and ``is_anomaly(score)`` compares it with
-the detector's ``threshold``. Names are imported on first use, so ``import otel_mlmon.anomaly``
+the detector's ``threshold``. :func:`default_incident_detector` turns those scores into
+incidents (one alert at the onset of each). Names are imported on first use, so ``import otel_mlmon.anomaly``
 stays light.
 """
 
@@ -19,6 +20,9 @@ _EXPORTS = {
     "MADDetector": "otel_mlmon.anomaly.mad",
     "DefaultDetector": "otel_mlmon.anomaly.default",
     "default_detector": "otel_mlmon.anomaly.default",
+    "IncidentDetector": "otel_mlmon.anomaly.incident",
+    "IncidentVerdict": "otel_mlmon.anomaly.incident",
+    "default_incident_detector": "otel_mlmon.anomaly.incident",
     "IsolationForestDetector": "otel_mlmon.anomaly.isolation_forest",
     "AnomalyDetectionSpanProcessor": "otel_mlmon.anomaly.processor",
     "Alert": "otel_mlmon.anomaly.sinks",
