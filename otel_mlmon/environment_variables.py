@@ -164,8 +164,9 @@ OTEL_MLMON_ALERT_COOLDOWN = "OTEL_MLMON_ALERT_COOLDOWN"
 """
 .. envvar:: OTEL_MLMON_ALERT_COOLDOWN
 
-Seconds without anomalies after which the next anomaly of the same model and signal opens a
-new incident (and a new alert). Default: ``300``.
+Minimum seconds between two alerts of the same model and signal, on top of the incident layer
+(which already raises one alert per incident: at its onset, none while it lasts or at its
+recovery). Default: ``0`` (off): a later, separate incident always alerts.
 """
 
 OTEL_MLMON_ALERT_WEBHOOK_URL = "OTEL_MLMON_ALERT_WEBHOOK_URL"

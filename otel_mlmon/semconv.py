@@ -70,6 +70,9 @@ ML_ANOMALY_SIGNAL = "ml.anomaly.signal"
 ML_ANOMALY_DETECTOR = "ml.anomaly.detector"
 """The detector class that gave the verdict, e.g. ``DefaultDetector``."""
 
+ML_ANOMALY_ALERT = "ml.anomaly.alert"
+"""``true`` on the span of the call that opened an incident (the one that raised the alert)."""
+
 ML_SAMPLING_DECISION = "ml.sampling.decision"
 """``AnomalyDetectionSpanProcessor``'s decision for a span: ``kept`` or ``dropped``."""
 
@@ -130,6 +133,7 @@ SPAN_ATTRIBUTES = (
     ML_ANOMALY_SCORE,
     ML_ANOMALY_SIGNAL,
     ML_ANOMALY_DETECTOR,
+    ML_ANOMALY_ALERT,
     ERROR_TYPE,
 )
 

@@ -129,7 +129,7 @@ def anomaly_pipeline(webhook_url, cooldown_s=300.0):
         span = tracer.start_span("predict churn", attributes={
             semconv.ML_MODEL_NAME: "churn", semconv.ML_MODEL_VERSION: "3", semconv.ML_ANOMALY: True,
             semconv.ML_ANOMALY_SCORE: 0.93, semconv.ML_ANOMALY_SIGNAL: signal,
-            semconv.ML_ANOMALY_DETECTOR: "EWMADetector",
+            semconv.ML_ANOMALY_DETECTOR: "EWMADetector", semconv.ML_ANOMALY_ALERT: True,
         })  # fmt: skip
         t0 = time.perf_counter()
         span.end()

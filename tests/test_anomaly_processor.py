@@ -65,13 +65,18 @@ class Pipeline:
         self.tracer_provider.add_span_processor(self.processor)
         self.tracer = self.tracer_provider.get_tracer("test")
 
-    def span(self, kind: str = "normal", model: str = "churn", signal: str = "latency", score: float = 0.97, **extra):
+    def span(self, kind: str = "normal", model: str = "churn", signal: str = "latency", score: float = 0.97,
+             onset: bool = True, **extra):
+        """``kind`` "anomaly": an anomalous span, by default the one that opened an incident
+        (``onset``, as the instrumentation's incident layer marks it)."""
         attributes = {semconv.ML_MODEL_NAME: model, semconv.ML_OPERATION: "predict", **extra}
         if kind == "anomaly":
             attributes.update({
                 semconv.ML_ANOMALY: True, semconv.ML_ANOMALY_SCORE: score,
                 semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: "ZScoreDetector",
             })  # fmt: skip
+            if onset:
+                attributes[semconv.ML_ANOMALY_ALERT] = True
         span = self.tracer.start_span("predict churn", attributes=attributes)
         if kind == "error":
             span.set_status(Status(StatusCode.ERROR, "boom"))
@@ -185,23 +190,21 @@ def test_spans_ending_after_an_anomaly_in_their_trace_are_kept(make_pipeline):
 
 
 # ---------------------------------------------------------------------- alerts
-def test_one_alert_per_incident_with_cooldown(make_pipeline):
+def test_one_alert_per_incident_onset_and_none_for_its_continuation(make_pipeline):
     alerts: list[Alert] = []
-    pipeline = make_pipeline(cooldown_s=0.3, callbacks=[alerts.append])
+    pipeline = make_pipeline(callbacks=[alerts.append])
     first = pipeline.span("anomaly", score=0.91)
     for _ in range(5):
-        pipeline.span("anomaly")  # the same incident: no new alert
+        pipeline.span("anomaly", onset=False)  # the same incident goes on: kept, no new alert
     pipeline.span("anomaly", signal="batch_size")  # another signal: another incident
     pipeline.span("anomaly", model="fraud")  # another model: another incident
     pipeline.span("normal")
+    pipeline.span("anomaly")  # a later, separate incident of the first: alerts again at once
     assert pipeline.processor.force_flush(5_000)
     incidents = [(a.model, a.signal) for a in alerts]
-    assert incidents == [("churn", "latency"), ("churn", "batch_size"), ("fraud", "latency")]
-    time.sleep(0.35)  # no anomaly for longer than the cooldown: the incident is over
-    pipeline.span("anomaly")
-    assert pipeline.processor.force_flush(5_000)
-    assert len(alerts) == 4 and alerts[3].key == ("churn", "latency")
+    assert incidents == [("churn", "latency"), ("churn", "batch_size"), ("fraud", "latency"), ("churn", "latency")]
     assert pipeline.alert_counts() == {("churn", "latency"): 2, ("churn", "batch_size"): 1, ("fraud", "latency"): 1}
+    assert pipeline.decisions() == {("kept", "anomaly"): 9, ("kept", "ratio"): 1}
 
     alert = alerts[0]
     assert isinstance(alert, Alert)
@@ -214,20 +217,22 @@ def test_one_alert_per_incident_with_cooldown(make_pipeline):
     assert alert.attributes == {semconv.ML_OPERATION: "predict"}
 
 
-def test_an_incident_continues_while_anomalies_keep_coming(make_pipeline):
+def test_an_optional_cooldown_spaces_alerts_of_one_model_and_signal(make_pipeline):
     alerts: list[Alert] = []
-    pipeline = make_pipeline(cooldown_s=0.5, callbacks=[alerts.append])
-    for _ in range(8):  # 0.8 s of anomalies, never 0.5 s apart
-        pipeline.span("anomaly")
-        time.sleep(0.1)
+    pipeline = make_pipeline(cooldown_s=0.3, callbacks=[alerts.append])
+    pipeline.span("anomaly")
+    pipeline.span("anomaly")  # a second onset within the cooldown: not alerted
+    pipeline.span("anomaly", signal="batch_size")  # another signal: alerted
+    time.sleep(0.35)
+    pipeline.span("anomaly")  # past the cooldown: alerted
     assert pipeline.processor.force_flush(5_000)
-    assert len(alerts) == 1
+    assert [a.key for a in alerts] == [("churn", "latency"), ("churn", "batch_size"), ("churn", "latency")]
 
 
 def test_one_warn_log_record_per_alert_with_the_span_ids(make_pipeline):
     pipeline = make_pipeline()
     first = pipeline.span("anomaly", score=0.8)
-    pipeline.span("anomaly")
+    pipeline.span("anomaly", onset=False)
     second = pipeline.span("anomaly", signal="error_rate", score=0.99)
     records = pipeline.logs()
     assert len(records) == 2
@@ -286,7 +291,8 @@ def test_unusual_attribute_values_never_raise(make_pipeline):
     alerts: list[Alert] = []
     pipeline = make_pipeline(callbacks=[alerts.append])
     pipeline.span("anomaly", score="high")  # not a number
-    span = pipeline.tracer.start_span("bare", attributes={semconv.ML_ANOMALY: True})  # no model, no signal
+    span = pipeline.tracer.start_span("bare", attributes={semconv.ML_ANOMALY: True, semconv.ML_ANOMALY_ALERT: True})
+    # no model, no signal
     span.end()
     assert pipeline.processor.force_flush(5_000)
     assert len(pipeline.spans()) == 2
@@ -330,7 +336,7 @@ def test_shutdown_and_force_flush_reach_the_wrapped_processor(make_pipeline):
     "options",
     [
         {"sampling_ratio": -0.1}, {"sampling_ratio": 1.5}, {"sampling_ratio": float("nan")},
-        {"sampling_ratio": True}, {"sampling_ratio": "0.5"}, {"cooldown_s": 0}, {"cooldown_s": -1},
+        {"sampling_ratio": True}, {"sampling_ratio": "0.5"}, {"cooldown_s": -1},
         {"cooldown_s": float("nan")}, {"cooldown_s": "60"}, {"callbacks": [42]},
         {"webhook_url": "ftp://example.com/hook"}, {"webhook_url": "not a url"},
     ],

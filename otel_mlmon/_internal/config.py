@@ -95,6 +95,13 @@ def _positive(value: Any) -> float:
     return number
 
 
+def _non_negative(value: Any) -> float:
+    number = float(value)
+    if isinstance(value, bool) or not number >= 0:
+        raise ValueError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
 def _url(value: Any) -> str | None:
     text = str(value).strip()
     if not text:
@@ -151,7 +158,7 @@ _SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
     "anomaly_multivariate": (env.OTEL_MLMON_ANOMALY_MULTIVARIATE, _bool, False),
     "anomaly_processor": (env.OTEL_MLMON_ANOMALY_PROCESSOR, _bool, True),
     "sampling_ratio": (env.OTEL_MLMON_SAMPLING_RATIO, _ratio, 1.0),
-    "alert_cooldown_s": (env.OTEL_MLMON_ALERT_COOLDOWN, _positive, 300.0),
+    "alert_cooldown_s": (env.OTEL_MLMON_ALERT_COOLDOWN, _non_negative, 0.0),
     "alert_webhook_url": (env.OTEL_MLMON_ALERT_WEBHOOK_URL, _url, None),
     "alert_logs": (env.OTEL_MLMON_ALERT_LOGS, _bool, True),
     "data_monitoring": (env.OTEL_MLMON_DATA_MONITORING, _bool, True),
@@ -189,7 +196,7 @@ class Settings:
     anomaly_multivariate: bool = False
     anomaly_processor: bool = True
     sampling_ratio: float = 1.0
-    alert_cooldown_s: float = 300.0
+    alert_cooldown_s: float = 0.0
     alert_webhook_url: str | None = None
     alert_logs: bool = True
     data_monitoring: bool = True

@@ -119,7 +119,7 @@ class DataPlane:
         self._snapshot_at = 0.0
         self._hub: Any = None
         self._held: deque = deque()
-        self.on_anomaly: Callable[[Any, str, str, float], Any] | None = None  # set by the recorder
+        self.on_anomaly: Callable[[Any, str, str, float, bool], Any] | None = None  # set by the recorder
         self._series: dict[tuple[str, str | None], Any] = {}
         self._metric_keys: dict[tuple[str, str | None], Any] = {}
         self._quality_at = 0.0
@@ -296,7 +296,7 @@ class DataPlane:
             verdict = watch.observe(signal, value, now)
             metric_key = self._metric_keys.get(key)
             if verdict is not None and metric_key is not None and self.on_anomaly is not None:
-                self.on_anomaly(metric_key, verdict[0], verdict[1], verdict[2])
+                self.on_anomaly(metric_key, *verdict)
         except Exception as exc:  # noqa: BLE001
             self._internal_error("anomaly_detection", exc)
 

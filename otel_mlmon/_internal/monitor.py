@@ -252,7 +252,8 @@ class Monitor:
         return detector
 
     def _judge(self, span, info: OpInfo, duration: Any, rows: int | None, failed: bool, now: float):
-        """Run the detectors; annotate the span (before it ends) when a signal is anomalous."""
+        """Run the incident detectors; annotate the span (before it ends) when a signal is
+        anomalous, and mark it as the alert when it opened an incident."""
         watch = info.watch if info.watch is not None else self._watch(info)
         if watch is None:
             return None
@@ -262,9 +263,12 @@ class Monitor:
             self.recorder.internal_error("anomaly_detection", exc)
             return None
         if verdict is not None:
-            signal, detector, score = verdict
-            span.set_attributes({semconv.ML_ANOMALY: True, semconv.ML_ANOMALY_SCORE: score,
-                                 semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: detector})  # fmt: skip
+            signal, detector, score, alert = verdict
+            attributes = {semconv.ML_ANOMALY: True, semconv.ML_ANOMALY_SCORE: score,
+                          semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: detector}  # fmt: skip
+            if alert:
+                attributes[semconv.ML_ANOMALY_ALERT] = True
+            span.set_attributes(attributes)
         return verdict
 
     def finish(self, span, info, rows, result: Any, duration: Any, model: Any, args: tuple, kwargs: dict) -> None:

@@ -360,12 +360,13 @@ class Recorder:
                 except Exception as exc:  # noqa: BLE001 - odd outputs must not stop the rest
                     self.internal_error("output_statistics", exc)
 
-    def _worker_anomaly(self, key: MetricKey, signal: str, detector: str, score: float) -> None:
-        """A verdict on a worker-side signal: counted, and alerted (no span to carry it)."""
+    def _worker_anomaly(self, key: MetricKey, signal: str, detector: str, score: float, alert: bool) -> None:
+        """An anomalous point of a worker-side signal: counted; alerted (no span to carry it)
+        when it opened an incident."""
         attrs = self._attrs(key)
         self._anomalies.add(1, {**attrs, semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: detector})
         alerter = self.alerter
-        if alerter is not None:
+        if alert and alerter is not None:
             alerter.alert(key.name, signal, detector, score,
                           {k: v for k, v in attrs.items() if k != semconv.ML_MODEL_NAME})  # fmt: skip
 

@@ -1,72 +1,106 @@
-"""Per-call signals watched by streaming detectors, on the hot path, before the span ends.
+"""Signals watched by the incident layer: per-call ones on the hot path, worker-side ones per flush.
 
-One :class:`SignalWatch` per model and operation. Per call it updates the latency and batch
-size detectors (O(1) each) and, every ``ERROR_WINDOW`` calls, the error-rate detector with the
-window's error rate. The strongest verdict is returned so that the caller can annotate the span
-before ending it (the SDK freezes span attributes at ``end()``).
+One :class:`SignalWatch` per model and operation. Per call it updates the latency and per-row
+latency incident detectors (on log seconds: latency noise is multiplicative) and the batch size
+one (O(1) each) and, every ``ERROR_WINDOW`` calls, the
+error-rate one with the window's error rate. The strongest verdict is returned so that the
+caller can annotate the span before ending it (the SDK freezes span attributes at ``end()``).
+
+A verdict is ``(signal, detector name, score, alert)``: the value was anomalous (its point
+score at or above the threshold) and, when ``alert`` is true, it opened an incident. Per-call
+signals open an incident after ``PER_CALL_ONSET`` anomalous calls (one slow call, or the few
+behind a garbage-collection pause, is flagged on its span but is not an incident); series of one
+point per window or flush open one at the first anomalous point.
 """
 
 from __future__ import annotations
 
 import threading
+from math import log
 from typing import Any, Callable
 
-ERROR_WINDOW = 50
+from otel_mlmon.anomaly.incident import IncidentDetector
 
-Verdict = tuple  # (signal, detector name, score)
+ERROR_WINDOW = 50
+PER_CALL_ONSET = 5  # anomalous calls that open an incident of a per-call signal
+
+Verdict = tuple  # (signal, detector name, score, alert)
+
+
+LOG_LATENCY_MIN_SIGMA = 0.1  # smallest spread of log latency: a 2x slower call is < 7 sigmas
+
+
+def _incidents(make_detector: Callable[[], Any], onset: int, min_sigma: float = 0.0) -> IncidentDetector:
+    detector = make_detector()
+    if min_sigma and hasattr(detector, "min_sigma"):
+        detector.min_sigma = min_sigma
+    return IncidentDetector(detector, onset=onset)
 
 
 class SignalWatch:
-    __slots__ = ("_lock", "_latency", "_row_latency", "_batch", "_errors", "_calls", "_failures", "_names")
+    __slots__ = ("_lock", "_latency", "_row_latency", "_batch", "_errors", "_calls", "_failures", "_name")
 
     def __init__(self, signals: tuple[str, ...], make_detector: Callable[[], Any]) -> None:
         self._lock = threading.Lock()
-        self._latency = make_detector() if "latency" in signals else None
-        self._row_latency = make_detector() if "row_latency" in signals else None
-        self._batch = make_detector() if "batch_size" in signals else None
-        self._errors = make_detector() if "error_rate" in signals else None
+        latency = (make_detector, PER_CALL_ONSET, LOG_LATENCY_MIN_SIGMA)
+        self._latency = _incidents(*latency) if "latency" in signals else None
+        self._row_latency = _incidents(*latency) if "row_latency" in signals else None
+        self._batch = _incidents(make_detector, PER_CALL_ONSET) if "batch_size" in signals else None
+        self._errors = _incidents(make_detector, 1) if "error_rate" in signals else None
+        watched = self._latency or self._row_latency or self._batch or self._errors
+        self._name = type(watched.detector).__name__ if watched is not None else ""
         self._calls = 0
         self._failures = 0
-        self._names = {id(d): type(d).__name__
-                       for d in (self._latency, self._row_latency, self._batch, self._errors) if d}  # fmt: skip
 
     def observe(self, duration: Any, rows: int | None, failed: bool, now: float) -> Verdict | None:
         """Update the detectors with one call made at ``now`` (epoch seconds); the strongest
-        anomalous verdict, or None."""
-        best: Verdict | None = None
+        anomalous verdict (an incident onset first), or None."""
+        best: Any = None
+        best_signal = ""
         with self._lock:
-            detector = self._latency
-            if detector is not None and type(duration) is float:
-                score = detector.update(duration, now)
-                if detector.is_anomaly(score):
-                    best = ("latency", detector, score)
-            detector = self._row_latency
-            if detector is not None and type(duration) is float and rows:
-                score = detector.update(duration / rows, now)
-                if detector.is_anomaly(score) and (best is None or score > best[2]):
-                    best = ("row_latency", detector, score)
-            detector = self._batch
-            if detector is not None and rows is not None:
-                score = detector.update(rows, now)
-                if detector.is_anomaly(score) and (best is None or score > best[2]):
-                    best = ("batch_size", detector, score)
-            detector = self._errors
-            if detector is not None:
+            if type(duration) is float and duration > 0.0:
+                log_duration = log(duration)  # latency is multiplicative: its detectors see log seconds
+                incidents = self._latency
+                if incidents is not None:
+                    verdict = incidents.update(log_duration, now)
+                    if verdict.anomalous:
+                        best, best_signal = verdict, "latency"
+                incidents = self._row_latency
+                if incidents is not None and rows:
+                    verdict = incidents.update(log_duration - log(rows), now)
+                    if verdict.anomalous and _stronger(verdict, best):
+                        best, best_signal = verdict, "row_latency"
+            incidents = self._batch
+            if incidents is not None and rows is not None:
+                verdict = incidents.update(rows, now)
+                if verdict.anomalous and _stronger(verdict, best):
+                    best, best_signal = verdict, "batch_size"
+            incidents = self._errors
+            if incidents is not None:
                 self._calls += 1
                 self._failures += failed
                 if self._calls == ERROR_WINDOW:
-                    score = detector.update(self._failures / ERROR_WINDOW, now)
+                    verdict = incidents.update(self._failures / ERROR_WINDOW, now)
                     self._calls = self._failures = 0
-                    if detector.is_anomaly(score) and (best is None or score > best[2]):
-                        best = ("error_rate", detector, score)
+                    if verdict.anomalous and _stronger(verdict, best):
+                        best, best_signal = verdict, "error_rate"
         if best is None:
             return None
-        return best[0], self._names[id(best[1])], float(best[2])
+        return best_signal, self._name, float(best.score), best.alert
+
+
+def _stronger(verdict: Any, best: Any) -> bool:
+    """An onset beats a continuing anomaly; then the higher score wins."""
+    if best is None:
+        return True
+    if verdict.alert != best.alert:
+        return verdict.alert
+    return verdict.score > best.score
 
 
 class SeriesWatch:
-    """Detectors over one model's worker-side signals (one point per flush or per quality
-    period): output, data quality, drift, realized and estimated quality. Thread-safe."""
+    """Incident detectors over one model's worker-side signals (one point per flush or per
+    quality period): output, data quality, drift, realized and estimated quality. Thread-safe."""
 
     __slots__ = ("_lock", "_signals", "_make_detector", "_detectors")
 
@@ -74,16 +108,16 @@ class SeriesWatch:
         self._lock = threading.Lock()
         self._signals = frozenset(signals)
         self._make_detector = make_detector
-        self._detectors: dict[str, Any] = {}
+        self._detectors: dict[str, IncidentDetector] = {}
 
     def observe(self, signal: str, value: float, timestamp: float) -> Verdict | None:
         if signal not in self._signals:
             return None
         with self._lock:
-            detector = self._detectors.get(signal)
-            if detector is None:
-                detector = self._detectors[signal] = self._make_detector()
-            score = detector.update(value, timestamp)
-            if detector.is_anomaly(score):
-                return signal, type(detector).__name__, float(score)
+            incidents = self._detectors.get(signal)
+            if incidents is None:
+                incidents = self._detectors[signal] = _incidents(self._make_detector, 1)
+            verdict = incidents.update(value, timestamp)
+            if verdict.anomalous:
+                return signal, type(incidents.detector).__name__, float(verdict.score), verdict.alert
         return None

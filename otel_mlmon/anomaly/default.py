@@ -63,6 +63,10 @@ class DefaultDetector(Detector):
         Consecutive same-side exceedances that make a new level.
     remember
         Values during which a return to the level before a shift is recognised.
+    min_sigma
+        Smallest spread, in the values' units: deviations within a few ``min_sigma`` are never
+        anomalous (the instrumentation uses 0.1 on log seconds of latency: changes within
+        about 2x of the usual call are ordinary jitter on a busy machine, not incidents).
 
     Cost: O(1) time and memory per update (a dozen float operations; the warm-up buffer is
     sorted once and dropped). Timestamps are not used.
@@ -90,11 +94,15 @@ class DefaultDetector(Detector):
         tail_rate: float = 0.002,
         confirm: int = 30,
         remember: int = 500,
+        min_sigma: float = 0.0,
     ) -> None:
         self.rate = _rate("rate", rate)
         self.tail_rate = _rate("tail_rate", tail_rate)
         self.confirm = _count("confirm", confirm, 2)
         self.remember = _count("remember", remember, 0)
+        if isinstance(min_sigma, bool) or not isinstance(min_sigma, (int, float)) or not 0.0 <= min_sigma < math.inf:
+            raise ValueError(f"min_sigma must be a finite number >= 0, got {min_sigma!r}")
+        self.min_sigma = float(min_sigma)
         super().__init__(threshold, _count("warm_up", warm_up, 3))
 
     def _reset(self) -> None:
@@ -130,6 +138,8 @@ class DefaultDetector(Detector):
         half_step = 0.5 * self._step
         if half_step > floor and half_step != math.inf:
             floor = half_step
+        if self.min_sigma > floor:
+            floor = self.min_sigma
         return floor if floor > _TINY else _TINY
 
     def _start(self, values: list[float]) -> None:

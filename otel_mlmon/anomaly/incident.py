@@ -27,8 +27,8 @@ class IncidentDetector:
     lasts, none when it ends.
 
     An incident **opens** at the ``onset``-th anomalous value (score at or above the point
-    detector's ``threshold``) outside an incident, counted since the first one and reset by
-    ``quiet`` consecutive values below ``clear``: that verdict is the alert. With ``onset`` 1
+    detector's ``threshold``) outside an incident, with no value below ``clear`` between them:
+    that verdict is the alert. With ``onset`` 1
     (the default, for series of one point per period) the first anomalous value alerts; for
     per-call signals the instrumentation uses 5, so that one slow call, or the few calls
     behind one garbage-collection pause, is flagged on its span but is not an incident. It stays open
@@ -107,13 +107,8 @@ class IncidentDetector:
                     self.incidents += 1
                     return IncidentVerdict(True, score, True, True)
                 return IncidentVerdict(False, score, True, False)
-            if self._pending:
-                if score >= self.clear:
-                    self._calm = 0
-                else:
-                    self._calm += 1
-                    if self._calm >= self.quiet:
-                        self._pending = 0
+            if score < self.clear:
+                self._pending = 0  # an ordinary value between: not one incident
             return IncidentVerdict(False, score, False, False)
         if score >= self.clear:
             self._calm = 0

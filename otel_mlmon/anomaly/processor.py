@@ -6,10 +6,12 @@ spans are passed on at ``sampling_ratio``, decided by trace id so that a normal 
 or dropped whole. Spans that end after an anomalous or error span of the same trace (its
 parents, typically) are kept too, counted under that span's reason; spans of the trace that
 ended before it were already decided (the memory is bounded: the last 4096 such traces).
-Decisions are counted in ``ml.sampling.span.count``. The first anomalous span of an incident
-(a model and signal with no anomaly for ``cooldown_s`` before) raises one alert, delivered off
-the calling thread to the sinks: an OpenTelemetry log record (WARN, with the span's trace and
-span ids), user callbacks, and a webhook.
+Decisions are counted in ``ml.sampling.span.count``. The span that opened an incident (marked
+``ml.anomaly.alert`` by the instrumentation's incident layer, see
+:class:`~otel_mlmon.anomaly.incident.IncidentDetector`) raises one alert, delivered off the
+calling thread to the sinks: an OpenTelemetry log record (WARN, with the span's trace and span
+ids), user callbacks, and a webhook. The incident layer decides what one incident is: there is
+no cooldown in time unless ``cooldown_s`` sets one.
 
 Contract (as for every SDK ``SpanProcessor``): ``on_end`` runs synchronously on the thread
 that ends the span, so it neither blocks nor raises; it does O(1) work under a short lock.
@@ -71,7 +73,8 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
         processor: the processor that exports (e.g. ``BatchSpanProcessor(OTLPSpanExporter())``).
         sampling_ratio: share of normal spans passed on, in [0, 1]; anomalous and error spans
             are always passed on. 1.0 (default) drops nothing.
-        cooldown_s: an incident (model, signal) closes after this long without anomalies.
+        cooldown_s: minimum seconds between two alerts of the same model and signal, on top of
+            the incident layer; 0 (default) is off.
         callbacks: called with each :class:`~otel_mlmon.anomaly.sinks.Alert`, off the calling thread.
         webhook_url: POST each alert there as JSON (bounded retry, never blocking).
         log_alerts: emit one OpenTelemetry log record per alert.
@@ -82,7 +85,7 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
         self,
         processor: SpanProcessor,
         sampling_ratio: float = 1.0,
-        cooldown_s: float = 300.0,
+        cooldown_s: float = 0.0,
         callbacks: Sequence[Callable[[Alert], Any]] = (),
         webhook_url: str | None = None,
         log_alerts: bool = True,
@@ -93,8 +96,8 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
             raise ValueError(f"processor must be a SpanProcessor, got {processor!r}")
         if not _is_number(sampling_ratio) or not 0.0 <= sampling_ratio <= 1.0:
             raise ValueError(f"sampling_ratio must be in [0, 1], got {sampling_ratio!r}")
-        if not _is_number(cooldown_s) or not cooldown_s > 0:
-            raise ValueError(f"cooldown_s must be positive, got {cooldown_s!r}")
+        if not _is_number(cooldown_s) or not cooldown_s >= 0:
+            raise ValueError(f"cooldown_s must be a number >= 0, got {cooldown_s!r}")
         callbacks = tuple(callbacks)
         for fn in callbacks:
             if not callable(fn):
@@ -131,7 +134,8 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
             if attributes.get(semconv.ML_ANOMALY) is True:
                 reason = "anomaly"
                 self._flag(span.context.trace_id, reason)
-                self._raise_alert(span, attributes)
+                if attributes.get(semconv.ML_ANOMALY_ALERT) is True:
+                    self._raise_alert(span, attributes)
             elif span.status.status_code is StatusCode.ERROR:
                 reason = "error"
                 self._flag(span.context.trace_id, reason)
@@ -184,11 +188,12 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
 
     def alert(self, model: str, signal: str, detector: str, score: float, attributes: dict | None = None,
               trace_id: str | None = None, span_id: str | None = None) -> bool:
-        """Raise an alert unless the incident ``(model, signal)`` is already open (cooldown).
+        """Raise an alert for the onset of an incident of ``(model, signal)``, unless
+        ``cooldown_s`` (off by default) says the last alert of it was too recent.
 
-        Used for anomalous spans and by the instrumentation for signals computed off the call
-        (drift, data quality, model quality), which have no span. Never blocks; returns whether
-        a new incident was opened."""
+        Used for the spans that opened an incident and by the instrumentation for signals
+        computed off the call (drift, data quality, model quality), which have no span. Never
+        blocks; returns whether the alert was raised."""
         now = time.time()
         key = (model, signal)
         with self._lock:

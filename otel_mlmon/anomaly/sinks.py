@@ -318,7 +318,7 @@ class WebhookSink:
     def __init__(
         self,
         url: str,
-        cooldown_s: float = 300.0,
+        cooldown_s: float = 0.0,
         timeout_s: float = 2.0,
         max_retries: int = 5,
         backoff_s: float = 0.5,
