@@ -417,7 +417,7 @@ so it only follows the realized accuracy once the late labels show the change.</
 <code>ml.anomaly</code> spans in the last 2 s. Quality: realized accuracy &ge; 0.10 below its baseline.</p>
 <table><tr><th>incident</th><th>first signal</th><th>detected</th><th>delay</th><th>recovered</th><th>matches injection</th><th>evidence</th></tr>{rows}</table>
 <h2>Alerts</h2><p class="note">Raised by <code>AnomalyDetectionSpanProcessor</code> (one per incident per model and signal;
-cooldown {settings['alert_cooldown_s']:g} s), delivered to a callback{', and as OpenTelemetry log records over OTLP' if otlp else ''}.</p>
+one per incident, from the incident layer), delivered to a callback{', and as OpenTelemetry log records over OTLP' if otlp else ''}.</p>
 <table><tr><th>span time</th><th>signal</th><th>explained by an injected incident</th><th>detector</th><th>score</th><th>trace id</th></tr>{alerts}</table>
 <p class="note">Command: <code>{_esc(summary['command'])}</code>. Settings passed to <code>instrument()</code>:
 <code>{_esc(json.dumps(settings['instrument']))}</code>. Summary: <code>summary.json</code> next to this page.</p>

@@ -87,7 +87,6 @@ INSTRUMENT_SETTINGS = {
     # turns over as fast as the simulated traffic (a service keeps the default rate budget).
     "drift_max_rows_per_second": 1e9,
 }
-ALERT_COOLDOWN_S = 1.0  # an alert incident closes after 1 s without anomalous spans
 _ALERT_SIGNALS = {"latency": "latency"}  # alert signal -> the injected incident that explains it
 _MAX_ANOMALY_POINTS = 5000  # anomalous spans kept for the latency plot
 _MAX_POLLS = 20_000
@@ -226,7 +225,7 @@ class _Telemetry:
         if self.otlp:
             inner.add_span_processor(self.otlp["span_processor"])
         self.processor = AnomalyDetectionSpanProcessor(
-            inner, sampling_ratio=1.0, cooldown_s=ALERT_COOLDOWN_S, callbacks=[on_alert],
+            inner, callbacks=[on_alert],  # the defaults of the processor instrument() installs
             log_alerts=bool(self.otlp), meter_provider=self.meter_provider,
             logger_provider=self.otlp["logger_provider"] if self.otlp else None,
         )  # fmt: skip
@@ -820,7 +819,7 @@ class _Run:
             "command": "otel-mlmon demo " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in asdict(c).items()),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_wall)),
             "settings": {**asdict(c), "poll_s": POLL_S, "hold_s": HOLD_S, "grace_s": GRACE_S,
-                         "alert_cooldown_s": ALERT_COOLDOWN_S, "instrument": dict(INSTRUMENT_SETTINGS)},  # fmt: skip
+                         "alert_cooldown_s": 0.0, "instrument": dict(INSTRUMENT_SETTINGS)},  # fmt: skip
             "model": {"name": MODEL_NAME, "version": MODEL_VERSION, "dataset": "sklearn.datasets.load_breast_cancer",
                       "estimator": "Pipeline(StandardScaler, LogisticRegression subclass)", "operation": "predict_proba",
                       "features": len(data["feature_names"]), "train_rows": int(len(data["X_train"])),
