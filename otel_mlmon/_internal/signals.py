@@ -27,11 +27,17 @@ PER_CALL_ONSET = 5  # anomalous calls that open an incident of a per-call signal
 Verdict = tuple  # (signal, detector name, score, alert)
 
 
+PER_CALL_CONFIRM = 1000  # anomalous calls in a row that make a new normal (a new latency level)
 LOG_LATENCY_MIN_SIGMA = 0.1  # smallest spread of log latency: a 2x slower call is < 7 sigmas
 
 
-def _incidents(make_detector: Callable[[], Any], onset: int, min_sigma: float = 0.0) -> IncidentDetector:
+def _incidents(make_detector: Callable[[], Any], onset: int, per_call: bool = False, min_sigma: float = 0.0):
+    """An incident detector over a fresh point detector; per-call signals count in calls, so a
+    new level is confirmed after ``PER_CALL_CONFIRM`` of them (a stall of seconds stays an
+    incident; a lasting change becomes normal), not the point detector's 30 values."""
     detector = make_detector()
+    if per_call and hasattr(detector, "confirm"):
+        detector.confirm = PER_CALL_CONFIRM
     if min_sigma and hasattr(detector, "min_sigma"):
         detector.min_sigma = min_sigma
     return IncidentDetector(detector, onset=onset)
@@ -42,10 +48,10 @@ class SignalWatch:
 
     def __init__(self, signals: tuple[str, ...], make_detector: Callable[[], Any]) -> None:
         self._lock = threading.Lock()
-        latency = (make_detector, PER_CALL_ONSET, LOG_LATENCY_MIN_SIGMA)
+        latency = (make_detector, PER_CALL_ONSET, True, LOG_LATENCY_MIN_SIGMA)
         self._latency = _incidents(*latency) if "latency" in signals else None
         self._row_latency = _incidents(*latency) if "row_latency" in signals else None
-        self._batch = _incidents(make_detector, PER_CALL_ONSET) if "batch_size" in signals else None
+        self._batch = _incidents(make_detector, PER_CALL_ONSET, True) if "batch_size" in signals else None
         self._errors = _incidents(make_detector, 1) if "error_rate" in signals else None
         watched = self._latency or self._row_latency or self._batch or self._errors
         self._name = type(watched.detector).__name__ if watched is not None else ""
