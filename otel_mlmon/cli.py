@@ -1,7 +1,7 @@
 """The ``otel-mlmon`` command.
 
     otel-mlmon demo      # the main job end to end on an embedded default, with a report
-    otel-mlmon profile   # build a reference profile from a CSV or Parquet file
+    otel-mlmon profile   # build a reference profile from a CSV or Parquet file (creates --output's directory)
     otel-mlmon config    # print the effective configuration
 
 Subcommands import what they need when they run, so ``otel-mlmon --help`` stays fast.
@@ -89,6 +89,31 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile(args: argparse.Namespace) -> int:
+    """``otel-mlmon profile``: the directories of ``--output`` are created as needed (and
+    removed again, if still empty, when no profile could be written)."""
+    from otel_mlmon.drift.cli import profile_command  # noqa: PLC0415
+
+    created = []
+    directory = os.path.dirname(os.path.abspath(args.output))
+    while not os.path.isdir(directory) and directory != os.path.dirname(directory):
+        created.append(directory)
+        directory = os.path.dirname(directory)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    except OSError as exc:
+        print(f"otel-mlmon profile: error: cannot create the directory of {args.output}: {exc}", file=sys.stderr)
+        return 2
+    status = profile_command(args)
+    if status != 0:
+        for path in created:  # deepest first
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-mlmon", description="OpenTelemetry-native ML model monitoring.")
     parser.add_argument("--version", action="version", version=f"otel-mlmon {__version__}")
@@ -99,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from otel_mlmon.drift.cli import add_profile_parser  # noqa: PLC0415
 
-        add_profile_parser(commands)
+        add_profile_parser(commands).set_defaults(func=_profile)
     except ImportError:  # pragma: no cover - the drift package is part of the distribution
         pass
     try:

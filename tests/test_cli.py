@@ -40,15 +40,16 @@ def test_profile_command_and_profile_dir(tmp_path, make_telemetry):
     X, y = load_wine(return_X_y=True, as_frame=True)
     frame = X.assign(target=y)
     frame.to_csv(tmp_path / "wine.csv", index=False)
-    (tmp_path / "profiles").mkdir()
-    out = subprocess.run(CLI + ["profile", str(tmp_path / "wine.csv"), "--target", "target",
-                                "--output", str(tmp_path / "profiles" / "wine.json")],
-                         capture_output=True, text=True)  # fmt: skip
+    # README's command, run where profiles/ does not exist yet: the directory is created.
+    out = subprocess.run(CLI + ["profile", "wine.csv", "--target", "target", "--output", "profiles/wine.json"],
+                         capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
     profile = otel_mlmon.load_profile(tmp_path / "profiles" / "wine.json")
     assert list(profile.feature_names) == list(X.columns)
-    bad = subprocess.run(CLI + ["profile", str(tmp_path / "missing.csv")], capture_output=True, text=True)
+    bad = subprocess.run(CLI + ["profile", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "a" / "b" / "p.json")],
+                         capture_output=True, text=True)  # fmt: skip
     assert bad.returncode != 0 and "missing.csv" in bad.stderr + bad.stdout
+    assert not (tmp_path / "a").exists(), "a failed run leaves no empty directories behind"
 
     telemetry = make_telemetry(profile_on_fit=False, profile_dir=str(tmp_path / "profiles"), label_store="none")
     model = LogisticRegression(max_iter=5000).fit(X, y)

@@ -179,6 +179,24 @@ def test_queue_size_gauge_and_flush_on_collect(make_telemetry):
     assert isinstance(queue, NumberDataPoint) and queue.value == 0
 
 
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_pending_predictions_are_exact_at_the_first_collection(make_telemetry, store, tmp_path):
+    """A collection drains the queue before any observable reads the quality hub: right after
+    traffic, the first collection's ``ml.prediction.pending`` already counts every row."""
+    session = make_telemetry(label_store=store, label_store_path=str(tmp_path / "p.sqlite"), flush_interval_ms=60_000)
+    model = otel_mlmon.set_model_info(LogisticRegression(max_iter=500).fit(X, y), name="pending")
+
+    def pending():
+        (_, point), = by_name(session.points(), semconv.PREDICTION_PENDING.name)
+        return point.value
+
+    before = pending()
+    for i in range(2000):
+        with otel_mlmon.prediction_ids([f"pending-{store}-{i}-a", f"pending-{store}-{i}-b"]):
+            model.predict(X[:2])
+    assert [pending() - before for _ in range(3)] == [4000, 4000, 4000]
+
+
 def test_tuple_outputs_are_not_mistaken_for_predictions(telemetry):
     from sklearn.gaussian_process import GaussianProcessRegressor
 

@@ -95,6 +95,38 @@ def test_no_inference_metrics_from_training(telemetry):
     assert not [p for p in telemetry.points() if p[0].startswith("ml.inference")]
 
 
+def test_evaluation_is_not_production_traffic(make_telemetry):
+    """``score``, scorers and cross-validation make no span and no metric and feed no detector;
+    the clones cross-validation fits get no reference profile. A later predict is traced."""
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import cross_val_predict, cross_val_score, cross_validate, learning_curve
+
+    from otel_mlmon.drift import get_profile
+
+    telemetry = make_telemetry(label_store="none")
+    model = otel_mlmon.set_model_info(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), name="eval")
+    model.fit(X, y)
+    telemetry.points()  # what fitting recorded (nothing expected) is collected before evaluating
+
+    assert 0.9 < model.score(X, y) <= 1.0
+    assert len(cross_val_score(model, X, y, cv=3)) == 3
+    folds = cross_validate(model, X, y, cv=3, scoring=["accuracy", "f1_macro"], return_estimator=True)
+    assert cross_val_predict(model, X, y, cv=3, method="predict_proba").shape == (len(X), 3)
+    learning_curve(model, X, y, cv=3, train_sizes=[0.5, 1.0])
+    assert get_scorer("accuracy")(model, X, y) > 0.9
+
+    assert telemetry.spans() == []
+    production = ("ml.inference", "ml.prediction.", "ml.anomaly", "ml.drift", "ml.data_quality")
+    recorded = {name for name, _, _, _ in telemetry.points() if name.startswith(production)}
+    assert recorded <= {semconv.PREDICTION_PENDING.name}, recorded  # (0: no label store here)
+    assert [get_profile(clone) for clone in folds["estimator"]] == [None] * 3
+    assert get_profile(model) is not None  # fitted at top level: a reference profile
+
+    model.predict(X[:4])
+    assert [span.name for span in telemetry.spans()] == ["predict eval"]
+    assert semconv.INFERENCE_DURATION.name in {name for name, _, _, _ in telemetry.points()}
+
+
 def test_detail_spans_are_children_of_the_top_level_span(make_telemetry):
     session = make_telemetry(detail_spans=True)
     pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)

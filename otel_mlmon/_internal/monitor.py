@@ -4,7 +4,8 @@ A wrapped inference method does, per top-level call: two context-variable reads,
 state lookup, one span start/end with its attributes, two ``perf_counter`` reads and one
 ``deque.append``. Everything else (metric aggregation, output statistics) happens on the
 recorder's worker. Nested calls (a pipeline's steps, an ensemble's members, ``super()``
-calls) and calls made while fitting pass straight through.
+calls) and calls made while fitting or evaluating (``score``, scorers, cross-validation) pass
+straight through.
 
 Guarantee: the wrapped method is called exactly once, with the same arguments, and its
 result or exception reaches the caller unchanged. Failures inside otel-mlmon are caught,
@@ -36,8 +37,9 @@ from otel_mlmon.version import __version__
 
 INFERENCE = "inference"
 TRAINING = "training"
+EVALUATION = "evaluation"
 
-# What the current thread/task is inside of: None (top level), INFERENCE or TRAINING.
+# What the current thread/task is inside of: None (top level), INFERENCE, TRAINING or EVALUATION.
 # Shared by all frameworks, so a torch module called from a scikit-learn estimator is nested.
 ACTIVE: ContextVar[str | None] = ContextVar("otel_mlmon_active", default=None)
 
@@ -377,6 +379,26 @@ def training_wrapper(original: Callable, holder: Holder) -> Callable:
         if token is not None and monitor is not None and name == "fit":
             monitor.after_fit(self, args, kwargs)
         return result
+
+    setattr(wrapper, WRAPPED_MARK, True)
+    return wrapper
+
+
+def evaluation_wrapper(original: Callable, holder: Holder) -> Callable:
+    """Wrap an evaluation entry point (an estimator's ``score``, a scorer, a cross-validation
+    fold). Evaluation is not production traffic: the inference calls made inside it open no
+    span, record no metric and feed no detector, and the models fitted inside it (the clones of
+    cross-validation) get no reference profile. Works for functions and methods alike."""
+
+    @functools.wraps(original)
+    def wrapper(*args, **kwargs):
+        if holder.monitor is None or ACTIVE.get() is not None:
+            return original(*args, **kwargs)
+        token = ACTIVE.set(EVALUATION)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            ACTIVE.reset(token)
 
     setattr(wrapper, WRAPPED_MARK, True)
     return wrapper

@@ -188,9 +188,6 @@ class Recorder:
             description=s.MONITOR_DROPPED_COUNT.description,
         )  # fmt: skip
         ref = weakref.ref(self)
-        self.data = DataPlane(meter, self._settings, self.internal_error, lambda: (r := ref()) is not None and r.flush())
-        self.data.on_anomaly = self._worker_anomaly
-        self.alerter: Any = None  # the AnomalyDetectionSpanProcessor installed with this recorder
 
         def observe_queue(options: CallbackOptions) -> Iterable[Observation]:
             recorder = ref()
@@ -199,10 +196,17 @@ class Recorder:
             recorder.flush()
             return [Observation(len(recorder._queue))]
 
+        # Registered before the data plane's observable instruments: a collection runs the
+        # callbacks in registration order, so this drain comes first and the drift, quality
+        # and pending-prediction observations of the same collection include every call made
+        # before it (not only those the worker happened to have drained).
         meter.create_observable_up_down_counter(
             s.MONITOR_QUEUE_SIZE.name, callbacks=[observe_queue], unit=s.MONITOR_QUEUE_SIZE.unit,
             description=s.MONITOR_QUEUE_SIZE.description,
         )  # fmt: skip
+        self.data = DataPlane(meter, self._settings, self.internal_error, lambda: (r := ref()) is not None and r.flush())
+        self.data.on_anomaly = self._worker_anomaly
+        self.alerter: Any = None  # the AnomalyDetectionSpanProcessor installed with this recorder
 
     def _start_worker(self) -> None:
         worker = threading.Thread(target=self._run, name="otel-mlmon-recorder", daemon=True)

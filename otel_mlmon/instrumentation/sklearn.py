@@ -10,8 +10,9 @@ or with no code change: ``opentelemetry-instrument python app.py``.
 How it covers every estimator without importing all of scikit-learn: for each class that
 subclasses ``sklearn.base.BaseEstimator`` (those imported so far, found through
 ``__subclasses__``, and every later one, through a hook on ``BaseEstimator.__init_subclass__``)
-the inference and training methods are wrapped where they are defined (the class or the mixin
-that owns them in the MRO), once. ``available_if`` descriptors keep their availability check:
+the inference, training and evaluation (``score``) methods are wrapped where they are defined
+(the class or the mixin that owns them in the MRO), once. Evaluation (``score``, scorers,
+cross-validation) is not production traffic: nothing is recorded inside it. ``available_if`` descriptors keep their availability check:
 only their inner function is wrapped. If ``sklearn.base`` is not imported yet, the work waits
 for its import (a post-import hook), so ``instrument()`` costs nothing until then.
 """
@@ -32,6 +33,7 @@ from otel_mlmon._internal.config import KNOWN_OPERATIONS, Settings
 from otel_mlmon._internal.monitor import (
     Holder,
     Monitor,
+    evaluation_wrapper,
     inference_wrapper,
     is_wrapper,
     shape_of_first_argument,
@@ -44,6 +46,18 @@ from otel_mlmon.package import _instruments_sklearn
 _logger = logging.getLogger(__name__)
 
 TRAINING_METHODS = ("fit", "partial_fit", "fit_transform", "fit_predict")
+EVALUATION_METHODS = ("score",)
+# Evaluation entry points outside the estimators, wrapped when their module is imported:
+# scorers (``get_scorer``, ``scoring=``, ``permutation_importance``) and the per-fold
+# functions behind ``cross_val_score``, ``cross_validate``, ``cross_val_predict``,
+# ``learning_curve``, ``validation_curve`` and ``permutation_test_score``. These names are
+# private to scikit-learn: one that a version lacks is left alone.
+EVALUATION_ENTRY_POINTS = {
+    "sklearn.metrics._scorer": ("_BaseScorer.__call__", "_MultimetricScorer.__call__",
+                                "_PassthroughScorer.__call__"),
+    "sklearn.model_selection._validation": ("_fit_and_score", "_fit_and_predict", "_permutation_test_score",
+                                            "_incremental_fit_estimator"),
+}  # fmt: skip
 FRAMEWORK = "sklearn"
 
 
@@ -124,18 +138,36 @@ class _Patcher:
         with self._lock:
             if not self.active:
                 return
-            for name in KNOWN_OPERATIONS + TRAINING_METHODS:
+            for name in KNOWN_OPERATIONS + TRAINING_METHODS + EVALUATION_METHODS:
                 for owner in cls.__mro__:
                     if name in owner.__dict__:
                         self._patch(owner, name, owner.__dict__[name])
                         break
 
+    def install_entry_points(self, module: Any) -> None:
+        """Wrap the evaluation entry points of ``module`` (see ``EVALUATION_ENTRY_POINTS``)."""
+        with self._lock:
+            if not self.active:
+                return
+            for dotted in EVALUATION_ENTRY_POINTS.get(module.__name__, ()):
+                *path, name = dotted.split(".")
+                owner = module
+                for part in path:
+                    owner = getattr(owner, part, None)
+                raw = getattr(owner, "__dict__", {}).get(name)
+                if isinstance(raw, types.FunctionType) and not is_wrapper(raw):
+                    wrapper = evaluation_wrapper(raw, self._holder)
+                    try:
+                        setattr(owner, name, wrapper)
+                    except (TypeError, AttributeError):
+                        continue
+                    self._patches.append((owner, name, raw, wrapper, False))
+
     def _patch(self, owner: type, name: str, raw: Any) -> None:
-        training = name in TRAINING_METHODS
         if isinstance(raw, types.FunctionType):
             if is_wrapper(raw):
                 return
-            wrapper = self._wrap(raw, name, training)
+            wrapper = self._wrap(raw, name)
             try:
                 setattr(owner, name, wrapper)
             except (TypeError, AttributeError):
@@ -147,16 +179,18 @@ class _Patcher:
         if isinstance(inner, types.FunctionType) and hasattr(type(raw), "__get__"):
             if is_wrapper(inner):
                 return
-            wrapper = self._wrap(inner, name, training)
+            wrapper = self._wrap(inner, name)
             try:
                 raw.fn = wrapper
             except (TypeError, AttributeError):
                 return
             self._patches.append((raw, "fn", inner, wrapper, True))
 
-    def _wrap(self, function: types.FunctionType, name: str, training: bool) -> Any:
-        if training:
+    def _wrap(self, function: types.FunctionType, name: str) -> Any:
+        if name in TRAINING_METHODS:
             return training_wrapper(function, self._holder)
+        if name in EVALUATION_METHODS:
+            return evaluation_wrapper(function, self._holder)
         return inference_wrapper(function, name, self._holder)
 
     def uninstall(self) -> None:
@@ -208,6 +242,11 @@ class SklearnInstrumentor(BaseInstrumentor):
             patcher.install(sys.modules["sklearn.base"])
         else:
             wrapt.register_post_import_hook(patcher.install, "sklearn.base")
+        for module in EVALUATION_ENTRY_POINTS:
+            if module in sys.modules:
+                patcher.install_entry_points(sys.modules[module])
+            else:
+                wrapt.register_post_import_hook(patcher.install_entry_points, module)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         monitor, self._holder.monitor = self._holder.monitor, None
