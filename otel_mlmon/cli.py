@@ -35,7 +35,11 @@ _OTEL_VARIABLES = (
 
 
 def effective_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """What ``otel-mlmon config`` prints: frameworks, exporters and every ``OTEL_MLMON_*`` value."""
+    """What ``otel-mlmon config`` prints: frameworks, exporters and every ``OTEL_MLMON_*`` value.
+
+    The settings are listed from their one definition (the fields of ``Settings``), each with
+    its effective value and where it came from; ``OTEL_MLMON_*`` variables set in the
+    environment that are no setting (a typo, a removed setting) are listed as ignored."""
     from otel_mlmon._internal.config import _SPEC, Settings  # noqa: PLC0415
 
     environ = dict(os.environ if environ is None else environ)
@@ -53,9 +57,8 @@ def effective_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
                 version = "unknown"
         frameworks[dist] = version
     mlmon = {}
-    for field in fields(Settings):
-        var, parse, _ = _SPEC[field.name]
-        value = getattr(settings, field.name)
+    for name, (var, parse, _) in _SPEC.items():
+        value = getattr(settings, name)
         raw = environ.get(var)
         source = "default"
         if raw is not None and raw.strip():
@@ -65,6 +68,9 @@ def effective_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
             except (TypeError, ValueError):
                 source = "default (invalid value ignored)"
         mlmon[var] = {"value": list(value) if isinstance(value, tuple) else value, "source": source}
+    for var in sorted(environ):
+        if var.startswith("OTEL_MLMON_") and var not in mlmon:
+            mlmon[var] = {"value": environ[var], "source": "environment (unknown variable, ignored)"}
     otel = {var: environ[var] for var in _OTEL_VARIABLES if var in environ}
     otel.setdefault("OTEL_TRACES_EXPORTER", "otlp (default)")
     otel.setdefault("OTEL_METRICS_EXPORTER", "otlp (default)")
@@ -81,11 +87,16 @@ def _config(args: argparse.Namespace) -> int:
     for dist, version in config["frameworks"].items():
         print(f"  {dist:<14} {version or 'not installed'}")
     print("\nOpenTelemetry:")
+    width = max(map(len, config["opentelemetry"]), default=0)
     for var, value in config["opentelemetry"].items():
-        print(f"  {var:<52} {value}")
-    print("\nOTEL_MLMON_* (value, source):")
-    for var, item in config["settings"].items():
-        print(f"  {var:<34} {item['value']!s:<40} {item['source']}")
+        print(f"  {var:<{width}}  {value}")
+    settings = config["settings"]
+    print(f"\nOTEL_MLMON_* ({len(settings)}: value, source):")
+    width = max(map(len, settings), default=0)
+    for var, item in settings.items():
+        value = item["value"]
+        text = ",".join(map(str, value)) if isinstance(value, list) else "(unset)" if value is None else str(value)
+        print(f"  {var:<{width}}  {text}  [{item['source']}]")
     return 0
 
 

@@ -21,19 +21,40 @@ from otel_mlmon.drift import get_profile
 CLI = [sys.executable, "-m", "otel_mlmon.cli"]
 
 
-def test_config_reports_values_and_their_source(capsys):
-    env = {**os.environ, "OTEL_MLMON_SAMPLING_RATIO": "0.25", "OTEL_MLMON_QUEUE_SIZE": "-3"}
+def test_config_reports_values_and_their_source(capsys, monkeypatch):
+    env = {**os.environ, "OTEL_MLMON_SAMPLING_RATIO": "0.25", "OTEL_MLMON_QUEUE_SIZE": "-3",
+           "OTEL_MLMON_SAMPLING_RATE": "0.5"}  # the last one: a typo, no such setting
     out = subprocess.run(CLI + ["config", "--json"], env=env, capture_output=True, text=True, check=True)
     config = json.loads(out.stdout)
     settings = config["settings"]
     assert settings["OTEL_MLMON_SAMPLING_RATIO"] == {"value": 0.25, "source": "environment"}
-    assert settings["OTEL_MLMON_QUEUE_SIZE"]["source"].startswith("default (invalid")
+    assert settings["OTEL_MLMON_QUEUE_SIZE"] == {"value": 65536, "source": "default (invalid value ignored)"}
+    assert settings["OTEL_MLMON_SAMPLING_RATE"] == {"value": "0.5", "source": "environment (unknown variable, ignored)"}
     assert config["frameworks"]["scikit-learn"]
-    from otel_mlmon._internal.config import _SPEC
 
-    assert set(settings) == {var for var, _, _ in _SPEC.values()}, "every OTEL_MLMON_* variable is shown"
+    # Every documented OTEL_MLMON_* variable is a setting, and every setting is listed with its
+    # effective value: the list comes from the one definition (the fields of Settings).
+    from dataclasses import fields
+
+    from otel_mlmon import environment_variables
+    from otel_mlmon._internal.config import Settings
+
+    documented = {name for name in vars(environment_variables) if name.startswith("OTEL_MLMON_")}
+    defined = {f.metadata["variable"]: f for f in fields(Settings)}
+    assert set(defined) == documented
+    assert set(settings) == documented | {"OTEL_MLMON_SAMPLING_RATE"}
+    resolved = Settings.resolve({}, env)
+    for var, f in defined.items():
+        value = getattr(resolved, f.name)
+        assert settings[var]["value"] == (list(value) if isinstance(value, tuple) else value), var
+
+    monkeypatch.setenv("OTEL_MLMON_LABEL_STORE", "memory")
     assert main(["config"]) == 0
-    assert "OTEL_MLMON_LABEL_STORE" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  OTEL_MLMON_")}
+    assert set(lines) >= documented
+    assert lines["OTEL_MLMON_LABEL_STORE"].split()[1:] == ["memory", "[environment]"]
+    assert lines["OTEL_MLMON_MAX_MODELS"].split()[1:] == ["100", "[default]"]
 
 
 def test_profile_command_and_profile_dir(tmp_path, make_telemetry):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from otel_mlmon import environment_variables as env
@@ -139,79 +139,51 @@ def _path(value: Any) -> str | None:
     return text or None
 
 
-# name -> (environment variable, parser, default)
-_SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
-    "operations": (env.OTEL_MLMON_OPERATIONS, _parse_operations, DEFAULT_OPERATIONS),
-    "detail_spans": (env.OTEL_MLMON_DETAIL_SPANS, _bool, False),
-    "capture_exception_message": (env.OTEL_MLMON_CAPTURE_EXCEPTION_MESSAGE, _bool, False),
-    "max_models": (env.OTEL_MLMON_MAX_MODELS, _int_at_least(1), 100),
-    "max_class_labels": (env.OTEL_MLMON_MAX_CLASS_LABELS, _int_at_least(1), 32),
-    "output_sample_size": (env.OTEL_MLMON_OUTPUT_SAMPLE_SIZE, _int_at_least(0), 256),
-    "queue_size": (env.OTEL_MLMON_QUEUE_SIZE, _int_at_least(16), 65536),
-    "flush_interval_ms": (env.OTEL_MLMON_FLUSH_INTERVAL, _int_at_least(1), 1000),
-    "resource_metrics": (env.OTEL_MLMON_RESOURCE_METRICS, _bool, True),
-    "trace_training": (env.OTEL_MLMON_TRACE_TRAINING, _bool, False),
-    "cuda_timing": (env.OTEL_MLMON_CUDA_TIMING, _choice("events", "sync", "none"), "events"),
-    "anomaly_detection": (env.OTEL_MLMON_ANOMALY_DETECTION, _bool, True),
-    "anomaly_signals": (env.OTEL_MLMON_ANOMALY_SIGNALS, _signals, SIGNALS),
-    "anomaly_threshold": (env.OTEL_MLMON_ANOMALY_THRESHOLD, _threshold, None),
-    "anomaly_multivariate": (env.OTEL_MLMON_ANOMALY_MULTIVARIATE, _bool, False),
-    "anomaly_processor": (env.OTEL_MLMON_ANOMALY_PROCESSOR, _bool, True),
-    "sampling_ratio": (env.OTEL_MLMON_SAMPLING_RATIO, _ratio, 1.0),
-    "alert_cooldown_s": (env.OTEL_MLMON_ALERT_COOLDOWN, _non_negative, 0.0),
-    "alert_webhook_url": (env.OTEL_MLMON_ALERT_WEBHOOK_URL, _url, None),
-    "alert_logs": (env.OTEL_MLMON_ALERT_LOGS, _bool, True),
-    "data_monitoring": (env.OTEL_MLMON_DATA_MONITORING, _bool, True),
-    "drift_sample_rows": (env.OTEL_MLMON_DRIFT_SAMPLE_ROWS, _int_at_least(1), 256),
-    "drift_window_rows": (env.OTEL_MLMON_DRIFT_WINDOW_ROWS, _int_at_least(10), 1000),
-    "drift_max_rows_per_second": (env.OTEL_MLMON_DRIFT_MAX_ROWS_PER_SECOND, _positive, 2000.0),
-    "drift_window_s": (env.OTEL_MLMON_DRIFT_WINDOW_SECONDS, _optional_positive, None),
-    "drift_max_features": (env.OTEL_MLMON_DRIFT_MAX_FEATURES, _int_at_least(1), 10),
-    "profile_on_fit": (env.OTEL_MLMON_PROFILE_ON_FIT, _bool, True),
-    "profile_dir": (env.OTEL_MLMON_PROFILE_DIR, _path, None),
-    "label_store": (env.OTEL_MLMON_LABEL_STORE, _choice("sqlite", "memory", "none"), "sqlite"),
-    "label_store_path": (env.OTEL_MLMON_LABEL_STORE_PATH, _path, None),
-    "label_max_entries": (env.OTEL_MLMON_LABEL_MAX_ENTRIES, _int_at_least(1), 1_000_000),
-    "label_ttl_s": (env.OTEL_MLMON_LABEL_TTL, _positive, 7 * 86400.0),
-    "quality_window": (env.OTEL_MLMON_QUALITY_WINDOW, _int_at_least(10), 1000),
-}
+def _setting(variable: str, parse: Callable[[Any], Any], default: Any) -> Any:
+    """A field of :class:`Settings`: its ``OTEL_MLMON_*`` variable, parser and default."""
+    return field(default=default, metadata={"variable": variable, "parse": parse})
 
 
 @dataclass(frozen=True)
 class Settings:
-    operations: tuple[str, ...] = DEFAULT_OPERATIONS
-    detail_spans: bool = False
-    capture_exception_message: bool = False
-    max_models: int = 100
-    max_class_labels: int = 32
-    output_sample_size: int = 256
-    queue_size: int = 65536
-    flush_interval_ms: int = 1000
-    resource_metrics: bool = True
-    trace_training: bool = False
-    cuda_timing: str = "events"
-    anomaly_detection: bool = True
-    anomaly_signals: tuple[str, ...] = SIGNALS
-    anomaly_threshold: float | None = None
-    anomaly_multivariate: bool = False
-    anomaly_processor: bool = True
-    sampling_ratio: float = 1.0
-    alert_cooldown_s: float = 0.0
-    alert_webhook_url: str | None = None
-    alert_logs: bool = True
-    data_monitoring: bool = True
-    drift_sample_rows: int = 256
-    drift_window_rows: int = 1000
-    drift_max_rows_per_second: float = 2000.0
-    drift_window_s: float | None = None
-    drift_max_features: int = 10
-    profile_on_fit: bool = True
-    profile_dir: str | None = None
-    label_store: str = "sqlite"
-    label_store_path: str | None = None
-    label_max_entries: int = 1_000_000
-    label_ttl_s: float = 7 * 86400.0
-    quality_window: int = 1000
+    """Every setting, defined once: field name (the ``instrument()`` keyword argument),
+    environment variable, parser and default. :meth:`resolve`, ``otel-mlmon config`` and
+    ``docs/configuration.md`` are generated from these fields; a variable's meaning is the
+    docstring of its constant in :mod:`otel_mlmon.environment_variables`."""
+
+    operations: tuple[str, ...] = _setting(env.OTEL_MLMON_OPERATIONS, _parse_operations, DEFAULT_OPERATIONS)
+    detail_spans: bool = _setting(env.OTEL_MLMON_DETAIL_SPANS, _bool, False)
+    capture_exception_message: bool = _setting(env.OTEL_MLMON_CAPTURE_EXCEPTION_MESSAGE, _bool, False)
+    max_models: int = _setting(env.OTEL_MLMON_MAX_MODELS, _int_at_least(1), 100)
+    max_class_labels: int = _setting(env.OTEL_MLMON_MAX_CLASS_LABELS, _int_at_least(1), 32)
+    output_sample_size: int = _setting(env.OTEL_MLMON_OUTPUT_SAMPLE_SIZE, _int_at_least(0), 256)
+    queue_size: int = _setting(env.OTEL_MLMON_QUEUE_SIZE, _int_at_least(16), 65536)
+    flush_interval_ms: int = _setting(env.OTEL_MLMON_FLUSH_INTERVAL, _int_at_least(1), 1000)
+    resource_metrics: bool = _setting(env.OTEL_MLMON_RESOURCE_METRICS, _bool, True)
+    trace_training: bool = _setting(env.OTEL_MLMON_TRACE_TRAINING, _bool, False)
+    cuda_timing: str = _setting(env.OTEL_MLMON_CUDA_TIMING, _choice("events", "sync", "none"), "events")
+    anomaly_detection: bool = _setting(env.OTEL_MLMON_ANOMALY_DETECTION, _bool, True)
+    anomaly_signals: tuple[str, ...] = _setting(env.OTEL_MLMON_ANOMALY_SIGNALS, _signals, SIGNALS)
+    anomaly_threshold: float | None = _setting(env.OTEL_MLMON_ANOMALY_THRESHOLD, _threshold, None)
+    anomaly_multivariate: bool = _setting(env.OTEL_MLMON_ANOMALY_MULTIVARIATE, _bool, False)
+    anomaly_processor: bool = _setting(env.OTEL_MLMON_ANOMALY_PROCESSOR, _bool, True)
+    sampling_ratio: float = _setting(env.OTEL_MLMON_SAMPLING_RATIO, _ratio, 1.0)
+    alert_cooldown_s: float = _setting(env.OTEL_MLMON_ALERT_COOLDOWN, _non_negative, 0.0)
+    alert_webhook_url: str | None = _setting(env.OTEL_MLMON_ALERT_WEBHOOK_URL, _url, None)
+    alert_logs: bool = _setting(env.OTEL_MLMON_ALERT_LOGS, _bool, True)
+    data_monitoring: bool = _setting(env.OTEL_MLMON_DATA_MONITORING, _bool, True)
+    drift_sample_rows: int = _setting(env.OTEL_MLMON_DRIFT_SAMPLE_ROWS, _int_at_least(1), 256)
+    drift_window_rows: int = _setting(env.OTEL_MLMON_DRIFT_WINDOW_ROWS, _int_at_least(10), 1000)
+    drift_max_rows_per_second: float = _setting(env.OTEL_MLMON_DRIFT_MAX_ROWS_PER_SECOND, _positive, 2000.0)
+    drift_window_s: float | None = _setting(env.OTEL_MLMON_DRIFT_WINDOW_SECONDS, _optional_positive, None)
+    drift_max_features: int = _setting(env.OTEL_MLMON_DRIFT_MAX_FEATURES, _int_at_least(1), 10)
+    profile_on_fit: bool = _setting(env.OTEL_MLMON_PROFILE_ON_FIT, _bool, True)
+    profile_dir: str | None = _setting(env.OTEL_MLMON_PROFILE_DIR, _path, None)
+    label_store: str = _setting(env.OTEL_MLMON_LABEL_STORE, _choice("sqlite", "memory", "none"), "sqlite")
+    label_store_path: str | None = _setting(env.OTEL_MLMON_LABEL_STORE_PATH, _path, None)
+    label_max_entries: int = _setting(env.OTEL_MLMON_LABEL_MAX_ENTRIES, _int_at_least(1), 1_000_000)
+    label_ttl_s: float = _setting(env.OTEL_MLMON_LABEL_TTL, _positive, 7 * 86400.0)
+    quality_window: int = _setting(env.OTEL_MLMON_QUALITY_WINDOW, _int_at_least(10), 1000)
 
     @classmethod
     def resolve(cls, kwargs: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:
@@ -222,21 +194,26 @@ class Settings:
         """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field in fields(cls):
-            var, parse, default = _SPEC[field.name]
-            if kwargs.get(field.name) is not None:
+        for name, (var, parse, default) in _SPEC.items():
+            if kwargs.get(name) is not None:
                 try:
-                    values[field.name] = parse(kwargs[field.name])
+                    values[name] = parse(kwargs[name])
                 except (TypeError, ValueError) as exc:
-                    raise ValueError(f"invalid {field.name}: {exc}") from None
+                    raise ValueError(f"invalid {name}: {exc}") from None
                 continue
             raw = environ.get(var)
             if raw is None or raw.strip() == "":
-                values[field.name] = default
+                values[name] = default
                 continue
             try:
-                values[field.name] = parse(raw)
+                values[name] = parse(raw)
             except (TypeError, ValueError) as exc:
                 _logger.warning("Ignoring invalid %s=%r (%s); using default %r", var, raw, exc, default)
-                values[field.name] = default
+                values[name] = default
         return cls(**values)
+
+
+# name -> (environment variable, parser, default), in definition order; derived from Settings.
+_SPEC: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
+    f.name: (f.metadata["variable"], f.metadata["parse"], f.default) for f in fields(Settings)
+}

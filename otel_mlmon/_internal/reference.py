@@ -62,6 +62,11 @@ def configuration_md() -> str:
            "Precedence: keyword argument to `instrument()`, then environment variable, then default. ",
            "A malformed environment value logs a warning and uses the default; a bad argument raises ",
            "`ValueError`. Standard `OTEL_*` variables (exporters, sampler, resource) work as usual.\n\n",
+           "`otel-mlmon config` prints every variable below with its effective value and where it came from ",
+           "(`default`, `environment`, or `default (invalid value ignored)`), and lists an `OTEL_MLMON_*` ",
+           "variable that is no setting (a typo) as ignored. This table, `otel-mlmon config` and ",
+           "`instrument()` all read the one definition, the fields of `Settings` in ",
+           "`otel_mlmon/_internal/config.py`.\n\n",
            "| environment variable | `instrument()` argument | default | meaning |\n|---|---|---|---|\n"]  # fmt: skip
     for field, (variable, _, _) in _SPEC.items():
         default = getattr(defaults, field)

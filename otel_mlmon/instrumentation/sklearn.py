@@ -11,10 +11,14 @@ How it covers every estimator without importing all of scikit-learn: for each cl
 subclasses ``sklearn.base.BaseEstimator`` (those imported so far, found through
 ``__subclasses__``, and every later one, through a hook on ``BaseEstimator.__init_subclass__``)
 the inference, training and evaluation (``score``) methods are wrapped where they are defined
-(the class or the mixin that owns them in the MRO), once. Evaluation (``score``, scorers,
-cross-validation) is not production traffic: nothing is recorded inside it. ``available_if`` descriptors keep their availability check:
-only their inner function is wrapped. If ``sklearn.base`` is not imported yet, the work waits
-for its import (a post-import hook), so ``instrument()`` costs nothing until then.
+(the class or the mixin that owns them in the MRO), once. ``available_if`` descriptors keep
+their availability check: only their inner function is wrapped. If ``sklearn.base`` is not
+imported yet, the work waits for its import (a post-import hook), so ``instrument()`` costs
+nothing until then.
+
+Evaluation is not production traffic: inside an estimator's ``score``, a scorer or a
+cross-validation fold (``EVALUATION_ENTRY_POINTS``, wrapped when their modules are imported)
+nothing is traced or recorded, and the clones fitted there get no reference profile.
 """
 
 from __future__ import annotations
