@@ -90,6 +90,10 @@ ML_DRIFT_METHOD = "ml.drift.method"
 ML_DRIFT_BIN = "ml.drift.bin"
 """Index of a reference bin (numeric: quantile bin; categorical: top-K slot, ``K`` = other)."""
 
+ML_DRIFT_FEATURES = "ml.drift.features"
+"""On a drift alert (not on spans or metrics): the most drifted input features, most drifted
+first (at most 3); ``ml.feature.name`` is the first of them. Names only, never values."""
+
 ML_DATA_QUALITY_ISSUE = "ml.data_quality.issue"
 """Kind of data-quality event: ``missing``, ``nan``, ``inf``, ``out_of_range``,
 ``unseen_category``, ``schema_change``."""

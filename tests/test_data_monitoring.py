@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 import otel_mlmon
 from otel_mlmon import semconv
 from otel_mlmon.drift import get_profile
+from otel_mlmon._internal.data import MIN_CHARGE_ROWS, MIN_CHARGE_ROWS_BATCHED
 from otel_mlmon.quality.tracker import hub
 
 
@@ -157,10 +158,28 @@ def test_rate_budget_bounds_profiling_of_many_small_calls(make_telemetry, data):
     telemetry = make_telemetry(label_store="none", drift_max_rows_per_second=1000)
     model = otel_mlmon.set_model_info(LogisticRegression(max_iter=5000), name="budget").fit(X, y)
     started = time.monotonic()
-    for i in range(3000):  # one-row calls: each profiled call is charged 64 rows (its fixed cost)
+    for i in range(3000):  # one-row NumPy calls: each profiled call is charged 8 rows (its fixed cost)
         model.predict(X[i % len(X):i % len(X) + 1])
     elapsed = time.monotonic() - started
     telemetry.instrumentor.force_flush()
     rows = sum(p.value for _, p in _values(telemetry, semconv.DATA_ROW_COUNT, **{semconv.ML_MODEL_NAME: "budget"}))
-    allowed = (1000 + 1000 * elapsed) / 64  # burst of one second's worth, then the rate
-    assert 1 <= rows <= allowed + 1, (rows, allowed)
+    allowed = (1000 + 1000 * elapsed) / MIN_CHARGE_ROWS_BATCHED  # burst of one second's worth, then the rate
+    assert rows <= allowed + 1, (rows, allowed)
+    # not starved: the burst alone pays for 125 of them (profiled together on the worker)
+    assert rows >= 0.9 * 1000 / MIN_CHARGE_ROWS_BATCHED, rows
+
+
+def test_small_dataframe_calls_are_charged_their_per_call_cost(make_telemetry, data):
+    import pandas as pd  # the test extra
+
+    X, y = data
+    telemetry = make_telemetry(label_store="none", drift_max_rows_per_second=1000)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    model = otel_mlmon.set_model_info(LogisticRegression(max_iter=5000), name="frames").fit(frame, y)
+    started = time.monotonic()
+    for i in range(600):  # one-row DataFrames are profiled call by call: charged 64 rows each
+        model.predict(frame.iloc[i % len(X):i % len(X) + 1])
+    elapsed = time.monotonic() - started
+    telemetry.instrumentor.force_flush()
+    rows = sum(p.value for _, p in _values(telemetry, semconv.DATA_ROW_COUNT, **{semconv.ML_MODEL_NAME: "frames"}))
+    assert 1 <= rows <= (1000 + 1000 * elapsed) / MIN_CHARGE_ROWS + 1, (rows, elapsed)

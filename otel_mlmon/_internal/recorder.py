@@ -364,15 +364,17 @@ class Recorder:
                 except Exception as exc:  # noqa: BLE001 - odd outputs must not stop the rest
                     self.internal_error("output_statistics", exc)
 
-    def _worker_anomaly(self, key: MetricKey, signal: str, detector: str, score: float, alert: bool) -> None:
+    def _worker_anomaly(self, key: MetricKey, signal: str, detector: str, score: float, alert: bool,
+                        details: dict | None = None) -> None:  # fmt: skip
         """An anomalous point of a worker-side signal: counted; alerted (no span to carry it)
-        when it opened an incident."""
+        when it opened an incident. ``details`` go to the alert's attributes only (drift: the
+        most drifted feature names; never raw values)."""
         attrs = self._attrs(key)
         self._anomalies.add(1, {**attrs, semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: detector})
         alerter = self.alerter
         if alert and alerter is not None:
-            alerter.alert(key.name, signal, detector, score,
-                          {k: v for k, v in attrs.items() if k != semconv.ML_MODEL_NAME})  # fmt: skip
+            attributes = {k: v for k, v in attrs.items() if k != semconv.ML_MODEL_NAME}
+            alerter.alert(key.name, signal, detector, score, {**attributes, **(details or {})})
 
     def _score_multivariate(self, groups: dict[MetricKey, _Aggregate], anomalies: dict[tuple, int]) -> None:
         """IsolationForest over (log latency, log rows) of each call, in one micro-batch per model

@@ -52,7 +52,7 @@ class LogRecordSink:
         self._logger = provider.get_logger("otel_mlmon", __version__)
 
     def __call__(self, alert: Alert) -> None:
-        attributes = {semconv.ML_MODEL_NAME: alert.model, semconv.ML_ANOMALY_SIGNAL: alert.signal,
+        attributes = {**alert.attributes, semconv.ML_MODEL_NAME: alert.model, semconv.ML_ANOMALY_SIGNAL: alert.signal,
                       semconv.ML_ANOMALY_DETECTOR: alert.detector, semconv.ML_ANOMALY_SCORE: alert.score}  # fmt: skip
         self._logger.emit(LogRecord(
             timestamp=int(alert.timestamp * 1e9),

@@ -437,11 +437,13 @@ class DriftMonitor:
         return plan
 
     # ------------------------------------------------------------------ update
-    def update(self, X: Any, predictions: Any = None, timestamp: float | None = None) -> int:
+    def update(self, X: Any, predictions: Any = None, timestamp: float | None = None, *, sample: bool = True) -> int:
         """Profile (a sample of) one batch. Returns the number of rows profiled (0 = skipped).
 
         ``timestamp``: when the batch was scored, in epoch seconds (default: now); it drives the
-        time window and the rate budget. Raises ``ValueError`` for inputs that are not tabular
+        time window and the rate budget. ``sample=False``: every row, neither sampled nor
+        charged to the budget (the caller sampled and paid already, e.g. the samples of several
+        calls profiled together). Raises ``ValueError`` for inputs that are not tabular
         (callers on a hot path catch it)."""
         now = time.time() if timestamp is None else float(timestamp)
         n = _row_count(X)
@@ -451,7 +453,7 @@ class DriftMonitor:
             n = table.n_rows
         if n == 0:
             return 0
-        take = self._budget.admit(n, now)
+        take = self._budget.admit(n, now) if sample else n
         if take == 0:
             return 0
         if table is None:
