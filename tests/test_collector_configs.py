@@ -327,3 +327,27 @@ def test_readme_states_version_and_documents_every_file():
     for variable in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
                      "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"):
         assert variable in readme
+
+
+def test_readmes_say_what_runs_per_file():
+    """collector-config/README.md has one row per file saying what the tests run for real and
+    what they only check; the otelcol files are checked structurally and run by nothing, and the
+    top-level README says so instead of calling the pipelines tested."""
+    readme = (CONFIG_DIR / "README.md").read_text()
+    section = readme.split("## What the tests run, per file", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`"):
+            for name in cells[0].split(", "):
+                rows[name.strip("`")] = cells
+    files = {path.relative_to(CONFIG_DIR).as_posix() for path in CONFIG_DIR.rglob("*")
+             if path.is_file() and path.name != "README.md" and path.parent.name != "tests"}  # fmt: skip
+    assert files | {"prometheus/tests/*.test.yml"} == set(rows)
+    for path in CONFIGS:
+        _, run, checked, _ = rows[path.name]
+        assert run == "nothing" and checked.startswith("structurally"), path.name
+    assert "rotel" in section and "runs none of the `otelcol-*.yaml` files" in section
+    top = (CONFIG_DIR.parent / "README.md").read_text()
+    assert "pipelines that were tested" not in top
+    assert "structurally only" in top and "collector-config/README.md#what-the-tests-run-per-file" in top
