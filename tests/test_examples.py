@@ -46,11 +46,21 @@ def _run_example(name: str, tmp_path: Path, *args: str) -> str:
 
 
 def test_quickstart(tmp_path):
+    """One screen a person reads: what was exported, where, and the alert."""
     out = _run_example("quickstart.py", tmp_path)
+    lines = out.splitlines()
+    assert len(lines) <= 30 and max(map(len, lines)) <= 120, out
     assert "caller saw the model's own error, unchanged" in out
-    spans = int(re.search(r"^(\d+) spans; the last three:", out, re.M).group(1))
-    assert spans == 401  # 200 x 2 models + the failing call
-    assert re.search(r"ml\.inference\.duration\s+\[s\] count=\d+", out)
+    assert out.count("Exported to: this process's in-memory span exporter and metric reader") == 1
+    spans = int(re.search(r"^(\d+) spans, one per top-level call:", out, re.M).group(1))
+    assert spans == 409  # 200 x 2 models, 8 oversized batches, the failing call
+    assert re.search(r"^  predict cancer-screen\s+209  \(1 ValueError\)$", out, re.M)
+    calls, errors = map(int, re.search(r"^  cancer-screen\s+predict\s+(\d+)\s+(\d+)", out, re.M).groups())
+    assert (calls, errors) == (209, 1)
+    # the oversized batches are one incident of the batch-size signal: one alert, opened by a span
+    text = " ".join(out.split())  # long lines are wrapped
+    assert re.search(r"Alert: batch_size of cancer-screen: 1 incident\(s\), opened by span [0-9a-f]{16} "
+                     r"\(predict cancer-screen\)", text), out
 
 
 def test_batch_scoring(tmp_path):
