@@ -230,9 +230,11 @@ OTEL_MLMON_DRIFT_MAX_FEATURES = "OTEL_MLMON_DRIFT_MAX_FEATURES"
 """
 .. envvar:: OTEL_MLMON_DRIFT_MAX_FEATURES
 
-Cardinality cap: per model, drift gauges and bin counters are exported for at most this many
-features (the most drifting ones), plus the model output and the dataset drift share.
-Default: ``10``.
+Cardinality cap: per model, bin counts (``ml.drift.bin.count``), reference shares
+(``ml.drift.reference.share``) and data-quality series are exported for the first this many
+features of the reference profile, chosen when the profile is loaded (stable series, never
+reshuffled by what drifts); events of later features are reported as ``_other``. Drift scores
+(``ml.drift.score``) cover the 10 most drifted features and the output. Default: ``64``.
 """
 
 OTEL_MLMON_PROFILE_ON_FIT = "OTEL_MLMON_PROFILE_ON_FIT"

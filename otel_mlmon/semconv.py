@@ -88,7 +88,8 @@ ML_DRIFT_METHOD = "ml.drift.method"
 """Drift statistic: ``psi``, ``jensen_shannon``, ``ks``, ``wasserstein``, ``chi_square``."""
 
 ML_DRIFT_BIN = "ml.drift.bin"
-"""Index of a reference bin (numeric: quantile bin; categorical: top-K slot, ``K`` = other)."""
+"""A reference bin: numeric ``underflow`` (below the reference minimum), ``0`` .. ``n-1`` (quantile
+bins), ``overflow`` (above the maximum); categorical ``0`` .. ``K`` (top-K slots, ``K`` = other)."""
 
 ML_DRIFT_FEATURES = "ml.drift.features"
 """On a drift alert (not on spans or metrics): the most drifted input features, most drifted
@@ -244,8 +245,9 @@ DRIFT_SHARE = MetricSpec(
 )  # fmt: skip
 DRIFT_BIN_COUNT = MetricSpec(
     "ml.drift.bin.count", "counter", "{row}",
-    "Production rows per reference bin, per feature (top-K features); sums over replicas give "
-    "the fleet's distribution for backend-side drift.",
+    "Production rows per reference bin (under/overflow bins included), per feature (every "
+    "feature up to OTEL_MLMON_DRIFT_MAX_FEATURES); sums over replicas give the fleet's "
+    "distribution for backend-side drift.",
     _MODEL_ONLY + (ML_FEATURE_NAME, ML_DRIFT_BIN),
 )  # fmt: skip
 DATA_QUALITY_COUNT = MetricSpec(

@@ -57,7 +57,49 @@ def test_nan_inf_and_out_of_range_are_counted(profile, frame):
                                    ("income", "out_of_range"): 1}  # fmt: skip
     assert counts.rows == 10
     age_bins = sum(v for (f, _), v in counts.bins.items() if f == "age")
-    assert age_bins == 7  # the finite values, the out-of-range one in the top bin
+    assert age_bins == 7  # the finite values, the out-of-range one in the overflow bin
+    assert counts.bins[("age", "overflow")] == 1 and counts.bins[("income", "underflow")] == 1
+    assert ("age", "underflow") not in counts.bins
+
+
+def test_values_beyond_the_reference_range_have_their_own_bins():
+    rng = np.random.default_rng(5)
+    reference = rng.uniform(0.0, 1.0, size=(10_000, 2))
+    monitor = DriftMonitor(build_profile(reference), **UNLIMITED)
+    batch = rng.uniform(0.0, 1.0, size=(1000, 2))
+    batch[:100, 0] = -0.5 - rng.uniform(size=100)  # 100 below the minimum
+    batch[100:350, 0] = 1.5 + rng.uniform(size=250)  # 250 above the maximum
+    monitor.update(batch)
+    counts = monitor.drain_counts()
+    x0 = {b: v for (f, b), v in counts.bins.items() if f == "x0"}
+    assert x0["underflow"] == 100 and x0["overflow"] == 250 and sum(x0.values()) == 1000
+    assert counts.data_quality[("x0", "out_of_range")] == 350
+    shares = monitor.reference_shares()
+    labels = [b for f, b in shares if f == "x0"]
+    assert labels[0] == "underflow" and labels[-1] == "overflow" and len(labels) == monitor.profile.feature("x0").n_bins + 2
+    assert shares[("x0", "underflow")] == 0.0 == shares[("x0", "overflow")]
+    assert sum(v for (f, _), v in shares.items() if f == "x0") == pytest.approx(1.0, abs=1e-12)
+    # PSI sees the tails: 35% of rows where the reference has none
+    current = np.array([x0.get(b, 0) for b in labels])
+    reference = np.array([shares[("x0", b)] for b in labels])
+    psi = monitor.observations().scores[("x0", "psi")]
+    assert psi == pytest.approx(PSI()(reference, current).statistic, rel=1e-12) and psi > 2.0
+
+
+def test_every_feature_is_exported_up_to_the_cap_fixed_at_load():
+    rng = np.random.default_rng(6)
+    wide = rng.normal(size=(5_000, 70))
+    monitor = DriftMonitor(build_profile(wide), **UNLIMITED)  # default cap: 64
+    assert monitor.max_features == 64
+    batch = rng.normal(size=(500, 70))
+    batch[:, 69] += 3.0  # the most drifted feature is beyond the cap: the exported set stays
+    batch[:, 65] = np.nan
+    monitor.update(batch)
+    counts = monitor.drain_counts()
+    exported = {f"x{j}" for j in range(64)}
+    assert {f for f, _ in counts.bins} == exported
+    assert {f for f, _ in monitor.reference_shares()} == exported
+    assert counts.data_quality[("_other", "nan")] == 500
 
 
 def test_missing_values_and_unseen_categories(profile, frame):
@@ -187,8 +229,8 @@ def test_sampled_rows_are_spread_over_the_batch(profile):
     monitor = DriftMonitor(profile, sample_rows=100, max_rows_per_second=None)
     monitor.update(sorted_batch)
     bins = monitor.drain_counts().bins
-    age = [bins.get(("age", b), 0) for b in range(profile.feature("age").n_bins)]
-    assert sum(age) == 100 and age[0] > 0 and age[-1] > 0  # both ends of the sorted batch
+    age = [bins.get(("age", b), 0) for b in ["underflow", *range(profile.feature("age").n_bins), "overflow"]]
+    assert sum(age) == 100 and age[0] + age[1] > 0 and age[-2] + age[-1] > 0  # both ends of the sorted batch
 
 
 def test_cardinality_caps_on_wide_inputs():

@@ -176,7 +176,7 @@ class Settings:
     drift_window_rows: int = _setting(env.OTEL_MLMON_DRIFT_WINDOW_ROWS, _int_at_least(10), 1000)
     drift_max_rows_per_second: float = _setting(env.OTEL_MLMON_DRIFT_MAX_ROWS_PER_SECOND, _positive, 2000.0)
     drift_window_s: float | None = _setting(env.OTEL_MLMON_DRIFT_WINDOW_SECONDS, _optional_positive, None)
-    drift_max_features: int = _setting(env.OTEL_MLMON_DRIFT_MAX_FEATURES, _int_at_least(1), 10)
+    drift_max_features: int = _setting(env.OTEL_MLMON_DRIFT_MAX_FEATURES, _int_at_least(1), 64)
     profile_on_fit: bool = _setting(env.OTEL_MLMON_PROFILE_ON_FIT, _bool, True)
     profile_dir: str | None = _setting(env.OTEL_MLMON_PROFILE_DIR, _path, None)
     label_store: str = _setting(env.OTEL_MLMON_LABEL_STORE, _choice("sqlite", "memory", "none"), "sqlite")

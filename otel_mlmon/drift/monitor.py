@@ -35,10 +35,16 @@ tested). The p-value makes the verdict sample-size aware (PSI alone is biased up
 ``(bins - 1) / n`` in small windows); the PSI floor keeps huge windows from flagging
 immaterial differences. ``alpha=None`` uses the PSI threshold alone.
 
+**Bins.** A numeric feature has the profile's quantile bins plus an ``underflow`` bin (finite
+values below the reference minimum) and an ``overflow`` bin (above the maximum), where the
+reference has no rows: values beyond the reference range are visible as bins (and PSI / KS see
+them) as well as ``out_of_range`` events. A categorical feature has its top-K slots and other.
+
 **Cardinality.** ``observations()`` reports scores only for the ``top_k`` (default 10) most
 drifted features (drifted first, then by PSI) plus ``_output``; ``share`` covers all features.
-Bin counts are drained for the first ``max_features`` (default 32) features of the profile and
-``_output``; data-quality events of features beyond that are reported as ``_other``. Whole-input
+Bin counts (and :meth:`DriftMonitor.reference_shares`) cover the first ``max_features``
+(default 64) features of the profile and ``_output``, fixed when the profile is loaded;
+data-quality events of features beyond that are reported as ``_other``. Whole-input
 events (column count, extra columns) use the feature name ``_input``; outputs of the wrong kind
 for the reference (scores against a reference of labels, or the reverse) are ``schema_change``
 events of ``_output`` and are not binned.
@@ -111,13 +117,14 @@ MISSING, NAN, INF, OUT_OF_RANGE, UNSEEN, SCHEMA = (
     "missing", "nan", "inf", "out_of_range", "unseen_category", "schema_change",
 )  # fmt: skip
 ISSUES = (MISSING, NAN, INF, OUT_OF_RANGE, UNSEEN, SCHEMA)
+UNDERFLOW, OVERFLOW = "underflow", "overflow"  # bins of numeric values outside the reference range
 METHODS = ("psi", "jensen_shannon", "ks", "wasserstein", "chi_square")
 _NUMERIC_METHODS = ("psi", "jensen_shannon", "ks", "wasserstein")
 _CATEGORICAL_METHODS = ("psi", "jensen_shannon", "chi_square")
 
 DEFAULT_SAMPLE_ROWS = 256
 DEFAULT_MAX_ROWS_PER_SECOND = 2000.0
-DEFAULT_MAX_FEATURES = 32
+DEFAULT_MAX_FEATURES = 64
 DEFAULT_TOP_K = 10
 DEFAULT_THRESHOLD = 0.1
 DEFAULT_ALPHA = 0.01
@@ -149,8 +156,9 @@ class DriftObservations:
 class DriftCounts:
     """Counter increments since the previous drain.
 
-    ``bins``: ``(feature, bin index) -> rows`` (``ml.drift.bin.count``), non-zero entries only,
-    for the first ``max_features`` features and ``_output``. ``data_quality``:
+    ``bins``: ``(feature, bin) -> rows`` (``ml.drift.bin.count``), non-zero entries only,
+    for the first ``max_features`` features and ``_output``; a bin is its index in the profile
+    or ``"underflow"`` / ``"overflow"`` (numeric values beyond the reference range). ``data_quality``:
     ``(feature, issue) -> values`` (``ml.data_quality.count``). ``rows``: rows profiled
     (``ml.data.row.count``).
     """
@@ -168,12 +176,15 @@ def _compatible(reference: str, current: str) -> bool:
 class _Feature:
     """What the monitor needs of one profiled feature."""
 
-    __slots__ = ("name", "kind", "dtype_class", "profile", "offset", "n_bins", "label", "slots", "known", "exported")
+    __slots__ = ("name", "kind", "dtype_class", "profile", "offset", "n_bins", "label", "slots", "known", "exported",
+                 "tails")  # fmt: skip
 
     def __init__(self, name: str, kind: str, dtype_cls: str, profile: FeatureProfile | None) -> None:
         self.name, self.kind, self.dtype_class, self.profile = name, kind, dtype_cls, profile
         self.offset = 0
-        self.n_bins = 0 if profile is None else profile.n_bins
+        # numeric: [underflow, the profile's bins, overflow]; categorical: top-K slots + other
+        self.tails = profile is not None and kind == NUMERIC
+        self.n_bins = 0 if profile is None else profile.n_bins + (2 if self.tails else 0)
         self.label = name
         self.exported = False
         self.slots: dict[str, int] = {}
@@ -348,33 +359,37 @@ class DriftMonitor:
         self._features, self._output, self._size = features, output, offset
         self._reference = np.zeros(offset, dtype=np.int64)
         self._flat_label: list[str | None] = [None] * offset
-        self._flat_bin = np.zeros(offset, dtype=np.int64)
+        self._flat_bin: list[int | str] = [0] * offset
         for f in features + ([output] if output is not None else []):
             if f.profile is None:
                 continue
-            self._reference[f.offset: f.offset + f.n_bins] = f.profile.bin_counts
-            for b in range(f.n_bins):
+            labels = bin_labels(f)
+            start = f.offset + (1 if f.tails else 0)
+            self._reference[start: start + f.profile.n_bins] = f.profile.bin_counts
+            for b, label in enumerate(labels):
                 self._flat_label[f.offset + b] = f.name if f.exported else None
-                self._flat_bin[f.offset + b] = b
+                self._flat_bin[f.offset + b] = label
         self._output_plan = None if output is None or output.profile is None or output.kind != NUMERIC else self._numeric_plan([output])
 
     # ------------------------------------------------------------------ plans
     def _numeric_plan(self, features: list[_Feature]) -> tuple[np.ndarray, np.ndarray]:
-        """Probe keys (feature index + 1j * [min, next(max), edges, +inf pads]) and flat positions
-        of the bins, for numeric features with bins."""
+        """Probe keys (feature index + 1j * [min, edges, next(max), next(max) pads]) and flat
+        positions of the bins [underflow, bins, overflow], for numeric features with bins.
+
+        The counts below the probes, between the -inf count and the count of all non-NaN values
+        below +inf, differ into: underflow, the bins, zeros for the pads, overflow."""
         max_bins = max(f.n_bins for f in features)
-        queries = np.full((len(features), 2 + max_bins - 1), np.inf)
+        queries = np.full((len(features), max_bins - 1), np.inf)
         flat = np.full((len(features), max_bins), self._size, dtype=np.int64)
         for k, f in enumerate(features):
             p = f.profile
             assert p is not None
-            if p.count:
-                queries[k, 0] = p.minimum
-                queries[k, 1] = np.nextafter(p.maximum, np.inf)
-            else:
-                queries[k, 0], queries[k, 1] = -np.inf, np.inf
-            queries[k, 2: 2 + p.edges.size] = p.edges
-            flat[k, : f.n_bins] = f.offset + np.arange(f.n_bins)
+            low, high = (p.minimum, np.nextafter(p.maximum, np.inf)) if p.count else (np.nextafter(-np.inf, 0), np.inf)
+            queries[k, 0] = low
+            queries[k, 1: 1 + p.edges.size] = p.edges
+            queries[k, 1 + p.edges.size:] = high
+            flat[k, : f.n_bins - 1] = f.offset + np.arange(f.n_bins - 1)
+            flat[k, -1] = f.offset + f.n_bins - 1
         probe = np.empty(queries.shape, dtype=np.complex128)
         probe.real = np.arange(len(features), dtype=np.float64)[:, None]
         probe.imag = queries
@@ -532,13 +547,13 @@ class DriftMonitor:
         keys.imag = ordered
         below = np.searchsorted(keys.ravel(), queries, side="left").reshape(k, -1)
         below -= np.arange(0, k * m, m)[:, None]  # values < probe, per feature
-        n_finite = m - nan - pos - neg
-        outside = (below[:, 0] - neg) + (n_finite - (below[:, 1] - neg))
+        cumulative = np.concatenate((neg[:, None], below, (m - nan - pos)[:, None]), axis=1)
+        binned = cumulative[:, 1:] - cumulative[:, :-1]
+        outside = binned[:, 0] + binned[:, -1]  # underflow + overflow
         if outside.any():
             for c in np.flatnonzero(outside).tolist():
                 _bump(quality, features[c].label, OUT_OF_RANGE, int(outside[c]))
-        cumulative = np.concatenate((neg[:, None], below[:, 2:], (m - nan - pos)[:, None]), axis=1)
-        counts[flat.ravel()] += (cumulative[:, 1:] - cumulative[:, :-1]).ravel()
+        counts[flat.ravel()] += binned.ravel()
 
     def _categorical(self, values: np.ndarray, f: _Feature, counts: np.ndarray,
                      quality: dict[tuple[str, str], int]) -> None:  # fmt: skip
@@ -612,7 +627,8 @@ class DriftMonitor:
             if method == "wasserstein":
                 if not p.std:
                     continue
-                result = self._statistics[method](ref, cur, edges=p.edges, low=p.minimum, high=p.maximum, scale=p.std)
+                result = self._statistics[method](_fold_tails(ref), _fold_tails(cur), edges=p.edges, low=p.minimum,
+                                                  high=p.maximum, scale=p.std)  # fmt: skip
             else:
                 result = self._statistics[method](ref, cur)
             value = result.statistic / cur.sum() if method == "chi_square" else result.statistic
@@ -631,8 +647,45 @@ class DriftMonitor:
         for position in np.flatnonzero(pending).tolist():
             label = self._flat_label[position]
             if label is not None:
-                bins[(label, int(self._flat_bin[position]))] = int(pending[position])
+                bins[(label, self._flat_bin[position])] = int(pending[position])
         return DriftCounts(bins, quality, rows)
+
+    def reference_shares(self) -> dict[tuple[str, int | str], float]:
+        """The reference's share of rows per bin, ``(feature, bin) -> share``, for every bin
+        (empty ones and the under/overflow bins included) of the exported features and
+        ``_output`` (``ml.drift.reference.share``). Constant for the monitor's life."""
+        shares: dict[tuple[str, int | str], float] = {}
+        features = self._features or []
+        for f in features + ([self._output] if self._output is not None else []):
+            if f.profile is None or not f.exported:
+                continue
+            ref = self._reference[f.offset: f.offset + f.n_bins]
+            total = ref.sum()
+            if total <= 0:
+                continue
+            for label, value in zip(bin_labels(f), (ref / total).tolist()):
+                shares[(f.name, label)] = value
+        return shares
+
+
+def bin_labels(feature: Any) -> list[int | str]:
+    """The ``ml.drift.bin`` of each of a feature's bins: numeric ``underflow`` (below the
+    reference minimum), ``0`` .. ``n-1`` (the profile's bins), ``overflow`` (above the
+    maximum); categorical ``0`` .. ``K`` (the top-K slots, then other)."""
+    p = feature.profile
+    if p is None:
+        return []
+    inner: list[int | str] = list(range(p.n_bins))
+    return [UNDERFLOW, *inner, OVERFLOW] if feature.tails else inner
+
+
+def _fold_tails(counts: np.ndarray) -> np.ndarray:
+    """Under/overflow counts folded into the outer bins (Wasserstein's bins have centres
+    inside the reference range)."""
+    inner = counts[1:-1].astype(np.float64)
+    inner[0] += counts[0]
+    inner[-1] += counts[-1]
+    return inner
 
 
 def _output_fits(kind: str, vector: np.ndarray) -> bool:
