@@ -250,6 +250,13 @@ DRIFT_BIN_COUNT = MetricSpec(
     "distribution for backend-side drift.",
     _MODEL_ONLY + (ML_FEATURE_NAME, ML_DRIFT_BIN),
 )  # fmt: skip
+DRIFT_REFERENCE_SHARE = MetricSpec(
+    "ml.drift.reference.share", "observable_gauge", "1",
+    "The reference profile's share of rows per bin, per feature (the features and bins of "
+    "ml.drift.bin.count, empty bins included); constant, the other side of backend-side PSI, "
+    "Jensen-Shannon or chi-square.",
+    _MODEL_ONLY + (ML_FEATURE_NAME, ML_DRIFT_BIN),
+)  # fmt: skip
 DATA_QUALITY_COUNT = MetricSpec(
     "ml.data_quality.count", "counter", "{value}",
     "Data-quality events in inference inputs, by kind and feature (features capped).",
@@ -280,7 +287,7 @@ PREDICTION_PENDING = MetricSpec(
 )  # fmt: skip
 LABEL_DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86400.0, 7 * 86400.0)
 QUALITY_METRICS = (
-    DRIFT_SCORE, DRIFT_P_VALUE, DRIFT_SHARE, DRIFT_BIN_COUNT, DATA_QUALITY_COUNT, DATA_ROW_COUNT,
+    DRIFT_SCORE, DRIFT_P_VALUE, DRIFT_SHARE, DRIFT_BIN_COUNT, DRIFT_REFERENCE_SHARE, DATA_QUALITY_COUNT, DATA_ROW_COUNT,
     QUALITY_SCORE, LABEL_COUNT, LABEL_DELAY, PREDICTION_PENDING,
 )  # fmt: skip
 

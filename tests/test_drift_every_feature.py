@@ -51,6 +51,23 @@ def test_all_30_features_have_bin_counts_with_tails(served):
         assert sum(counts.values()) == rows, feature
 
 
+def test_reference_shares_one_point_per_model_feature_and_bin(served):
+    telemetry, X = served
+    points = _points(telemetry, semconv.DRIFT_REFERENCE_SHARE)
+    shares = {(a[semconv.ML_FEATURE_NAME], a[semconv.ML_DRIFT_BIN]): p.value for a, p in points}
+    assert len(shares) == len(points) == 30 * (BINS + 2) + 3, "every bin, once"
+    assert {f for f, _ in shares} - {"_output"} == set(X.columns)
+    for feature in X.columns:
+        values = [v for (f, _), v in shares.items() if f == feature]
+        assert sum(values) == pytest.approx(1.0, abs=1e-12)
+        assert shares[(feature, "underflow")] == 0.0 == shares[(feature, "overflow")]
+    # the same bins as ml.drift.bin.count, and constant
+    bins = {(a[semconv.ML_FEATURE_NAME], a[semconv.ML_DRIFT_BIN]) for a, _ in _points(telemetry, semconv.DRIFT_BIN_COUNT)}
+    assert bins <= set(shares)
+    again = {(a[semconv.ML_FEATURE_NAME], a[semconv.ML_DRIFT_BIN]): p.value for a, p in _points(telemetry, semconv.DRIFT_REFERENCE_SHARE)}
+    assert again == shares
+
+
 def test_all_30_features_have_data_quality_series(served):
     telemetry, X = served
     issues = {(a[semconv.ML_FEATURE_NAME], a[semconv.ML_DATA_QUALITY_ISSUE]): p.value

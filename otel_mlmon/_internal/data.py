@@ -127,6 +127,7 @@ class DataPlane:
         self.on_anomaly: Callable[..., Any] | None = None  # (key, signal, detector, score, alert[, attributes]): the recorder
         self._series: dict[tuple[str, str | None], Any] = {}
         self._drift_incidents: dict[tuple[str, str | None], Any] = {}  # DriftIncidents per model
+        self._reference_shares: dict[int, tuple[Any, list[Observation]]] = {}  # per monitor, constant
         self._metric_keys: dict[tuple[str, str | None], Any] = {}
         self._quality_at = 0.0
         self._create_instruments(meter)
@@ -465,6 +466,7 @@ class DataPlane:
         for spec, callback in ((s.DRIFT_SCORE, self._observe_drift_scores),
                                (s.DRIFT_P_VALUE, self._observe_drift_p_values),
                                (s.DRIFT_SHARE, self._observe_drift_share),
+                               (s.DRIFT_REFERENCE_SHARE, self._observe_reference_shares),
                                (s.QUALITY_SCORE, self._observe_quality)):  # fmt: skip
             meter.create_observable_gauge(spec.name, [callback], unit=spec.unit, description=spec.description)
         meter.create_observable_counter(s.LABEL_COUNT.name, [self._observe_labels], unit=s.LABEL_COUNT.unit,
@@ -499,6 +501,29 @@ class DataPlane:
             attrs = _model_attrs(key)
             for (feature, method), value in obs.p_values.items():
                 out.append(Observation(value, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DRIFT_METHOD: method}))
+        return out
+
+    def _observe_reference_shares(self, options: CallbackOptions) -> Iterable[Observation]:
+        """Every bin's reference share, per model and exported feature (constant: computed once
+        per monitor)."""
+        with self._lock:
+            monitors = [(key, entry[0]) for key, entry in self._drift.items()]
+        out = []
+        for key, monitor in monitors:
+            try:
+                cached = self._reference_shares.get(id(monitor))
+                if cached is None or cached[0] is not monitor:
+                    attrs = _model_attrs(key)
+                    cached = (monitor, [Observation(share, {**attrs, semconv.ML_FEATURE_NAME: feature,
+                                                            semconv.ML_DRIFT_BIN: str(label)})
+                                        for (feature, label), share in monitor.reference_shares().items()])  # fmt: skip
+                    self._reference_shares[id(monitor)] = cached
+                out.extend(cached[1])
+            except Exception as exc:  # noqa: BLE001
+                self._internal_error("drift_observations", exc)
+        if len(self._reference_shares) > len(monitors):  # monitors replaced (a new profile)
+            live = {id(m) for _, m in monitors}
+            self._reference_shares = {k: v for k, v in self._reference_shares.items() if k in live}
         return out
 
     def _observe_drift_share(self, options: CallbackOptions) -> Iterable[Observation]:
