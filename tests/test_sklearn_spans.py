@@ -285,11 +285,24 @@ def test_uninstrument_restores_original_functions_exactly():
     before_fit = LogisticRegression.__dict__["fit"]
     before_pipe = Pipeline.__dict__["predict_proba"].fn
     before_hook = Base.__dict__.get("__init_subclass__")
+    from sklearn.base import ClassifierMixin as Classifier
+    from sklearn.metrics import _scorer
+    from sklearn.model_selection import _validation
+
+    before_score = Classifier.__dict__["score"]
+    before_scorer = _scorer._BaseScorer.__dict__["__call__"]
+    before_fold = _validation._fit_and_score
     instrumentor = otel_mlmon.SklearnInstrumentor()
     instrumentor.instrument()
     assert LinearClassifierMixin.__dict__["predict"] is not before_predict
     assert Pipeline.__dict__["predict_proba"].fn is not before_pipe
+    assert Classifier.__dict__["score"] is not before_score
+    assert _scorer._BaseScorer.__dict__["__call__"] is not before_scorer
+    assert _validation._fit_and_score is not before_fold
     instrumentor.uninstrument()
+    assert Classifier.__dict__["score"] is before_score
+    assert _scorer._BaseScorer.__dict__["__call__"] is before_scorer
+    assert _validation._fit_and_score is before_fold
     assert LinearClassifierMixin.__dict__["predict"] is before_predict
     assert LogisticRegression.__dict__["fit"] is before_fit
     assert Pipeline.__dict__["predict_proba"].fn is before_pipe
