@@ -68,7 +68,7 @@ def _known_metric_names() -> set[str]:
 _FUNCTIONS = {
     "sum", "max", "min", "avg", "count", "rate", "increase", "irate", "histogram_quantile",
     "avg_over_time", "max_over_time", "vector", "round", "label_values", "by", "without", "on",
-    "group_left", "group_right", "unless", "and", "or", "offset", "bool", "le", "ignoring",
+    "group_left", "group_right", "unless", "and", "or", "offset", "bool", "le", "ignoring", "ln", "scalar", "abs",
 }
 
 
