@@ -67,6 +67,8 @@ def effective_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
                 source = "environment"
             except (TypeError, ValueError):
                 source = "default (invalid value ignored)"
+        if name == "alert_webhook_url" and value:
+            value = _redact_url(value)
         mlmon[var] = {"value": list(value) if isinstance(value, tuple) else value, "source": source}
     for var in sorted(environ):
         if var.startswith("OTEL_MLMON_") and var not in mlmon:
@@ -75,6 +77,17 @@ def effective_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
     otel.setdefault("OTEL_TRACES_EXPORTER", "otlp (default)")
     otel.setdefault("OTEL_METRICS_EXPORTER", "otlp (default)")
     return {"otel_mlmon": __version__, "frameworks": frameworks, "opentelemetry": otel, "settings": mlmon}
+
+
+def _redact_url(url: str) -> str:
+    """``url`` without what may be a secret: credentials, query and fragment (``...``)."""
+    from urllib.parse import urlsplit, urlunsplit  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    if "@" in parts.netloc:
+        netloc = "...@" + netloc
+    return urlunsplit((parts.scheme, netloc, parts.path, "..." if parts.query else "", "..." if parts.fragment else ""))
 
 
 def _config(args: argparse.Namespace) -> int:

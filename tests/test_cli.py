@@ -57,6 +57,14 @@ def test_config_reports_values_and_their_source(capsys, monkeypatch):
     assert lines["OTEL_MLMON_MAX_MODELS"].split()[1:] == ["100", "[default]"]
 
 
+def test_config_never_prints_the_secrets_of_a_webhook_url(monkeypatch, capsys):
+    monkeypatch.setenv("OTEL_MLMON_ALERT_WEBHOOK_URL", "https://bot:s3cret@hooks.example/alert?token=t0ken#x")
+    assert main(["config"]) == 0
+    text = capsys.readouterr().out
+    assert "s3cret" not in text and "t0ken" not in text and "bot" not in text
+    assert "https://...@hooks.example/alert?..." in text
+
+
 def test_profile_command_and_profile_dir(tmp_path, make_telemetry):
     X, y = load_wine(return_X_y=True, as_frame=True)
     frame = X.assign(target=y)
