@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
-# Stored in the model's instance ``__dict__`` so that it travels with pickle, joblib and
-# ``torch.save``; not a parameter, so ``get_params``/``clone`` and fitted-state checks ignore it.
-# A plain dict, so that a pickled model still loads where otel-mlmon is not installed.
-_ATTR = "_otel_mlmon_model_info"
+from otel_mlmon._internal.model_info import ATTR, TASKS, ModelInfo, get_model_info
+from otel_mlmon._internal.state import forget
+
+__all__ = ["TASKS", "ModelInfo", "get_model_info", "set_model_info"]
+
 _MAX_LEN = 256
-
-
-TASKS = ("classification", "regression")
-
-
-class ModelInfo(NamedTuple):
-    name: str | None
-    version: str | None
-    task: str | None = None
 
 
 def _check(label: str, value: Any) -> str | None:
@@ -47,18 +39,9 @@ def set_model_info(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     info = ModelInfo(_check("name", name), _check("version", version), task)
     try:
-        object.__setattr__(model, _ATTR, info._asdict())
+        object.__setattr__(model, ATTR, info._asdict())
     except (AttributeError, TypeError) as exc:
         raise ValueError(f"cannot attach model information to {type(model).__name__}: {exc}") from None
-    from otel_mlmon._internal.state import forget  # noqa: PLC0415 - avoid an import cycle
-
     forget(model)
     return model
 
-
-def get_model_info(model: Any) -> ModelInfo:
-    """The :class:`ModelInfo` set on ``model``, or ``ModelInfo(None, None, None)``."""
-    info = getattr(model, "__dict__", {}).get(_ATTR)
-    if isinstance(info, dict):
-        return ModelInfo(info.get("name"), info.get("version"), info.get("task"))
-    return ModelInfo(None, None, None)

@@ -12,7 +12,7 @@ import weakref
 from typing import Any, NamedTuple, Protocol
 
 from otel_mlmon import semconv
-from otel_mlmon.model_info import get_model_info
+from otel_mlmon._internal.model_info import get_model_info
 
 # What the recorder does with a call's output.
 OUT_LABELS = "labels"  # classifier predict: class counts

@@ -32,7 +32,7 @@ from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.monitor import ACTIVE, INFERENCE, TRAINING, WRAPPED_MARK, Holder, Monitor, is_wrapper
 from otel_mlmon._internal.recorder import COPY_LIMIT
 from otel_mlmon._internal.state import OUT_LOGITS, OUT_VALUES
-from otel_mlmon.model_info import get_model_info
+from otel_mlmon._internal.model_info import get_model_info
 from otel_mlmon.package import _instruments_torch
 
 FRAMEWORK = "torch"
