@@ -11,19 +11,6 @@ Data flow::
          realized-quality window updated, label delays sent to subscribers
     collection: hub.snapshot()            # plain data, exported by the instrumentation
 
-Bad input to :meth:`QualityHub.record_ground_truth`:
-
-* ``ValueError``, nothing changed: ``ids`` not a 1-D sequence (a str, a scalar, a 2-D array);
-  ``y_true`` not 1-D; ``ids`` and ``y_true`` of different lengths; ``timestamp`` neither a
-  finite number nor one per id; ``model`` neither a name nor a ``(name, version)`` tuple.
-* counted ``unknown_id``: an id never stored, evicted (bound) or expired (TTL).
-* counted ``duplicate`` (once per model that predicted it): an id joined recently, or earlier
-  in the same call.
-* counted ``invalid``, the prediction stays pending so that a corrected label can still join:
-  a label that does not fit its model, i.e. a class not among a classifier's classes (``"1"``
-  for classes ``[0, 1]``), an unhashable value or NaN for a classifier; anything but a finite
-  number (str, bool, None, NaN, inf) for a regressor.
-
 Ids supplied to ``prediction_ids`` whose count differs from the call's rows are counted
 ``invalid`` (one per row of the call) and replaced by generated ids.
 
@@ -41,14 +28,14 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import numpy as np
 
-from otel_mlmon.quality.cbpe import CBPE
-from otel_mlmon.quality.ids import IdBlock, normalize_ids
-from otel_mlmon.quality.metrics import ClassificationWindow, RegressionWindow
+from otel_mlmon.quality.ids import IdBlock
+from otel_mlmon.quality.joining import GroundTruthJoin
+from otel_mlmon.quality.model_quality import CLASSIFICATION, REGRESSION, ModelQuality
+from otel_mlmon.quality.outcomes import ESTIMATED, INVALID, OUTCOMES, REALIZED, UNKNOWN_MODEL, LabelResult, QualitySnapshot
 from otel_mlmon.quality.store import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_TTL_S,
@@ -57,7 +44,6 @@ from otel_mlmon.quality.store import (
     ModelKey,
     PredictionStore,
     SQLiteStore,
-    StoredPrediction,
     default_path,
     model_key_of,
 )
@@ -74,202 +60,12 @@ __all__ = [
 
 _logger = logging.getLogger("otel_mlmon")
 
-JOINED, UNKNOWN_ID, DUPLICATE, INVALID = "joined", "unknown_id", "duplicate", "invalid"
-OUTCOMES = (JOINED, UNKNOWN_ID, DUPLICATE, INVALID)
-REALIZED, ESTIMATED = "realized", "estimated"
-UNKNOWN_MODEL: ModelKey = ("_unknown", None)
-"""Model key under which labels of unknown ids are counted when the model cannot be told."""
-
-CLASSIFICATION, REGRESSION = "classification", "regression"
 STORES = ("sqlite", "memory", "none")
 DEFAULT_WINDOW = 1000
 _UNSET: Any = object()
 
 
-@dataclass(frozen=True)
-class LabelResult:
-    """What :meth:`QualityHub.record_ground_truth` did with each label, counted by outcome.
-
-    ``by_model`` splits the counts per model key. A label whose id was predicted by two
-    models (shadow deployment) joins both and counts once per model. ``error`` is set when
-    an internal failure (e.g. the store's disk) prevented the join; nothing was changed then.
-    """
-
-    joined: int = 0
-    unknown_id: int = 0
-    duplicate: int = 0
-    invalid: int = 0
-    by_model: dict[ModelKey, dict[str, int]] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return {outcome: getattr(self, outcome) for outcome in OUTCOMES}
-
-
-class QualitySnapshot(NamedTuple):
-    """Plain data for export, taken by :meth:`QualityHub.snapshot`.
-
-    * ``quality``: ``{model_key: {(metric, source): value}}``, ``source`` is ``"realized"`` or
-      ``"estimated"``; undefined metrics are absent (never NaN).
-    * ``labels``: cumulative ``{(model_key, outcome): count}`` since the hub started.
-    * ``pending``: predictions stored and waiting for a label.
-    """
-
-    quality: dict[ModelKey, dict[tuple[str, str], float]]
-    labels: dict[tuple[ModelKey, str], int]
-    pending: int
-
-
-def _is_number(value: Any) -> bool:
-    if type(value) in (int, float):
-        return True
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
-
-
-def _family(value: Any) -> str:
-    if isinstance(value, (bool, int, float, np.number, np.bool_)):
-        return "number"
-    return type(value).__name__
-
-
-class _Model:
-    """Per-model state: kind, classes, windows, cached metrics."""
-
-    def __init__(self, key: ModelKey, kind: str, classes: list[Any] | None, fixed: bool, hub: QualityHub) -> None:
-        self.key = key
-        self.kind = kind
-        self.fixed = fixed
-        self._hub = hub
-        self.classes: list[Any] = []
-        self.code_of: dict[Any, int] = {}
-        self.families: set[str] = set()
-        self.revision = 1  # of the info (kind, classes); persisted up to ``saved``
-        self.saved = 0
-        self._pos_cache: tuple[Any, int] | None = None
-        if classes:
-            self._set_classes(classes)
-        self._new_windows()
-
-    def _new_windows(self) -> None:
-        size = self._hub.window
-        self.window: ClassificationWindow | RegressionWindow = (
-            ClassificationWindow(size) if self.kind == CLASSIFICATION else RegressionWindow(size)
-        )
-        self.cbpe = CBPE(size, calibrate=self._hub.calibrate) if self.kind == CLASSIFICATION else None
-        self.cache_version = -1
-        self.cache: dict[str, float] = {}
-        self.calibrated_version = -1
-
-    def _set_classes(self, classes: list[Any]) -> None:
-        self.classes = []
-        self.code_of = {}
-        self.families = set()
-        for value in classes:
-            self._add_class(value)
-
-    def _add_class(self, value: Any) -> int | None:
-        try:
-            code = self.code_of.get(value)
-        except TypeError:
-            return None
-        if code is None:
-            if len(self.classes) >= self._hub.max_classes:
-                return None
-            code = self.code_of[value] = len(self.classes)
-            self.classes.append(value)
-            self.families.add(_family(value))
-            self.revision += 1
-        return code
-
-    def info(self) -> dict[str, Any]:
-        return {"kind": self.kind, "classes": list(self.classes), "fixed": self.fixed}
-
-    def reset(self, kind: str, classes: list[Any] | None, fixed: bool) -> None:
-        self.kind, self.fixed = kind, fixed
-        self._set_classes(classes or [])
-        self.revision += 1
-        self._new_windows()
-
-    # -------------------------------------------------------------- labels
-    def label(self, value: Any) -> Any:
-        """The label as the window stores it (class code or float), or None if invalid."""
-        if self.kind == REGRESSION:
-            if not _is_number(value):
-                return None
-            number = float(value)
-            return number if math.isfinite(number) else None
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        try:
-            code = self.code_of.get(value)
-        except TypeError:
-            return None
-        if code is None and not self.fixed and value is not None and _family(value) in self.families:
-            code = self._add_class(value)
-        return code
-
-    def predicted_code(self, y_pred: Any, proba: np.ndarray | None) -> int:
-        if y_pred is not None:
-            try:
-                code = self.code_of.get(y_pred)
-            except TypeError:
-                code = None
-            if code is not None:
-                return code
-        if proba is not None and proba.size == len(self.classes):
-            return int(np.argmax(proba))
-        return -1
-
-    def pos_code(self) -> int:
-        """Column of the positive class (binary models); cached per classes and setting."""
-        cache_key = (self.revision, self._hub.pos_label)
-        if self._pos_cache is not None and self._pos_cache[0] == cache_key:
-            return self._pos_cache[1]
-        code = self._pos_code()
-        self._pos_cache = (cache_key, code)
-        return code
-
-    def _pos_code(self) -> int:
-        pos_label = self._hub.pos_label
-        if pos_label is not None:
-            try:
-                code = self.code_of.get(pos_label)
-            except TypeError:
-                code = None
-            if code is not None:
-                return code
-        try:
-            order = sorted(range(len(self.classes)), key=lambda c: self.classes[c])
-        except TypeError:
-            order = list(range(len(self.classes)))
-        return order[1] if len(order) > 1 else 0
-
-    def metrics(self) -> dict[str, float]:
-        window = self.window
-        if window.version != self.cache_version:
-            if isinstance(window, ClassificationWindow):
-                self.cache = window.metrics(self.classes, self._hub.pos_label)
-            else:
-                self.cache = window.metrics()
-            self.cache_version = window.version
-        return self.cache
-
-    def estimated(self) -> dict[str, float]:
-        cbpe = self.cbpe
-        if cbpe is None or len(cbpe) == 0:
-            return {}
-        window = self.window
-        if cbpe.calibrate and isinstance(window, ClassificationWindow) and window.version != self.calibrated_version:
-            y_true, _, proba, _ = window.arrays()
-            if proba is not None and proba.shape[1] == len(self.classes):
-                rows = ~np.isnan(proba).any(axis=1)
-                cbpe.fit_calibration(proba[rows], y_true[rows])
-            self.calibrated_version = window.version
-        return cbpe.estimate()
-
-
-class QualityHub:
+class QualityHub(GroundTruthJoin):
     """Stores predictions, joins ground truth, computes realized and estimated quality.
 
     ``store``: ``"sqlite"`` (default, file at ``path``, default
@@ -312,7 +108,7 @@ class QualityHub:
         self._lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._store: PredictionStore | None = None
-        self._models: dict[ModelKey, _Model] = {}
+        self._models: dict[ModelKey, ModelQuality] = {}
         self._counts: dict[tuple[ModelKey, str], int] = {}
         self._buffer: list[Batch] = []
         self._buffered = 0
@@ -418,24 +214,6 @@ class QualityHub:
                 for model in self._models.values():
                     model.cache_version = -1
 
-    def subscribe(self, callback: Callable[[ModelKey, np.ndarray], Any]) -> None:
-        """``callback(model_key, delays_seconds)`` after each join, with one delay per joined
-        label (prediction time to label time, >= 0). Called on the thread that recorded the
-        labels, outside the hub's locks; exceptions are caught and reported."""
-        with self._lock:
-            if callback not in self._subscribers:
-                self._subscribers.append(callback)
-
-    def unsubscribe(self, callback: Callable[[ModelKey, np.ndarray], Any]) -> None:
-        with self._lock:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
-
-    def set_before_join(self, callback: Callable[[], Any] | None) -> None:
-        """Called at the start of :meth:`record_ground_truth` (e.g. drain the recording
-        queue, so that a label recorded right after its prediction finds it)."""
-        self._before_join = callback
-
     # ------------------------------------------------------------------ internals
     def _error(self, stage: str, exc: BaseException) -> None:
         handler = self.on_error
@@ -473,25 +251,7 @@ class QualityHub:
         self._store = store
         return store
 
-    def _load_model(self, store: PredictionStore, key: ModelKey) -> _Model | None:
-        """A model described in the store by an earlier process (or another one sharing the
-        file), loaded when one of its predictions is joined."""
-        try:
-            info = store.model_infos().get(key)
-        except Exception as exc:  # noqa: BLE001
-            self._error("load_model", exc)
-            return None
-        if not info or info.get("kind") not in (CLASSIFICATION, REGRESSION):
-            return None
-        with self._lock:
-            model = self._models.get(key)
-            if model is None and len(self._models) < self.max_models:
-                model = _Model(key, info["kind"], info.get("classes") or None, bool(info.get("fixed")), self)
-                model.saved = model.revision
-                self._models[key] = model
-            return model
-
-    def _model(self, key: ModelKey, classes: Any, y_pred: np.ndarray | None, proba: np.ndarray | None) -> _Model | None:
+    def _model(self, key: ModelKey, classes: Any, y_pred: np.ndarray | None, proba: np.ndarray | None) -> ModelQuality | None:
         """The model's state, created or re-typed from what this call returned (caller holds
         ``_lock``)."""
         fixed_classes = None
@@ -513,7 +273,7 @@ class QualityHub:
                     _logger.warning("otel-mlmon tracks the quality of %d models at most; %r is not tracked",
                                     self.max_models, key)  # fmt: skip
                 return None
-            model = self._models[key] = _Model(key, kind, fixed_classes, fixed_classes is not None, self)
+            model = self._models[key] = ModelQuality(key, kind, fixed_classes, fixed_classes is not None, self)
             return model
         if fixed_classes is not None:
             if model.kind != CLASSIFICATION or model.classes != fixed_classes:
@@ -643,150 +403,6 @@ class QualityHub:
         except Exception as exc:  # noqa: BLE001
             self._error("store_predictions", exc)
             return False
-
-    # ------------------------------------------------------------------ ground truth
-    def record_ground_truth(self, ids: Any, y_true: Any, timestamp: Any = None, model: Any = None) -> LabelResult:
-        """Join true outcomes to stored predictions; see the module docstring for bad input.
-
-        ``ids``: the prediction ids (as given to ``prediction_ids`` or returned by
-        ``last_prediction_ids``); ``y_true``: one label (classifier) or value (regressor) per
-        id; ``timestamp``: when the labels were observed, a number or one per id (epoch
-        seconds, default now; used for the label delay); ``model``: restrict the join to one
-        model (a name or a ``(name, version)`` tuple).
-        """
-        try:
-            id_list = normalize_ids(ids)
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
-        if isinstance(y_true, (str, bytes)) or not hasattr(y_true, "__len__"):
-            raise ValueError(f"y_true must be a 1-D sequence of labels, got {type(y_true).__name__}")
-        if isinstance(y_true, (list, tuple)):
-            labels = list(y_true)
-        else:  # numpy array, pandas Series or one-column DataFrame, ...
-            array = np.asarray(y_true)
-            if array.ndim == 2 and array.shape[1] == 1:
-                array = array[:, 0]
-            if array.ndim != 1:
-                raise ValueError(f"y_true must be 1-D, got shape {array.shape}")
-            labels = array.tolist()
-        n = len(id_list)
-        if len(labels) != n:
-            raise ValueError(f"ids and y_true must have the same length, got {n} ids and {len(labels)} labels")
-        now = time.time()
-        if timestamp is None:
-            stamps = np.full(n, now)
-        else:
-            try:
-                stamps = np.asarray(timestamp, dtype=float)
-            except (TypeError, ValueError):
-                raise ValueError(f"timestamp must be epoch seconds, one number or one per id: {timestamp!r}") from None
-            if stamps.ndim == 0:
-                stamps = np.full(n, float(stamps))
-            if stamps.shape == (n,) and not np.isfinite(stamps).all():
-                raise ValueError("timestamp must be finite epoch seconds")
-            if stamps.shape != (n,):
-                raise ValueError(f"timestamp must be a number or have one value per id ({n}), got shape {stamps.shape}")
-        only = None if model is None else model_key_of(model)
-        if n == 0:
-            return LabelResult()
-        hook = self._before_join
-        if hook is not None:
-            try:
-                hook()
-            except Exception as exc:  # noqa: BLE001
-                self._error("before_join", exc)
-        self.flush()
-        try:
-            return self._join(id_list, labels, stamps, only)
-        except Exception as exc:  # noqa: BLE001 - e.g. the disk: nothing was changed
-            self._error("record_ground_truth", exc)
-            return LabelResult(error=f"{type(exc).__name__}: {exc}")
-
-    def _join(self, ids: list[str], labels: list[Any], stamps: np.ndarray, only: ModelKey | None) -> LabelResult:
-        with self._flush_lock:
-            store = self._open_store()
-        converted: dict[tuple[int, ModelKey], Any] = {}
-        models = self._models
-        undescribed: set[ModelKey] = set()
-
-        def accept(position: int, prediction: StoredPrediction) -> bool:
-            # Runs inside the store's transaction; lock order is always store, then hub.
-            key = prediction.model_key
-            state = models.get(key)
-            if state is None and store is not None and key not in undescribed:
-                state = self._load_model(store, key)
-                if state is None:
-                    undescribed.add(key)
-            if state is None:
-                return False
-            with self._lock:
-                value = state.label(labels[position])
-            if value is None:
-                return False
-            converted[(position, prediction.model_key)] = value
-            return True
-
-        if store is None:
-            joined, unknown, duplicate, rejected = [], list(range(len(ids))), [], []
-        else:
-            joined, unknown, duplicate, rejected = store.take_many(ids, only, accept)
-        by_model: dict[ModelKey, dict[str, int]] = {}
-        delays: dict[ModelKey, np.ndarray] = {}
-        with self._lock:
-            groups: dict[ModelKey, list[tuple[int, StoredPrediction]]] = {}
-            for position, prediction in joined:
-                groups.setdefault(prediction.model_key, []).append((position, prediction))
-            for key, rows in groups.items():
-                self._count(key, JOINED, len(rows), by_model)
-                delay = stamps[[p for p, _ in rows]] - np.array([pred.timestamp for _, pred in rows])
-                delays[key] = np.maximum(delay, 0.0)
-                state = models.get(key)
-                if state is not None:
-                    self._update_window(state, key, rows, converted)
-            for _, prediction in rejected:
-                self._count(prediction.model_key, INVALID, 1, by_model)
-            for _, key in duplicate:
-                self._count(key, DUPLICATE, 1, by_model)
-            if unknown:
-                if only is not None:
-                    target = only
-                elif len(models) == 1:
-                    target = next(iter(models))
-                else:
-                    target = UNKNOWN_MODEL
-                self._count(target, UNKNOWN_ID, len(unknown), by_model)
-            subscribers = list(self._subscribers)
-        for key, values in delays.items():
-            for callback in subscribers:
-                try:
-                    callback(key, values)
-                except Exception as exc:  # noqa: BLE001
-                    self._error("label_delay_callback", exc)
-        totals = {outcome: sum(per.get(outcome, 0) for per in by_model.values()) for outcome in OUTCOMES}
-        return LabelResult(**totals, by_model=by_model)
-
-    @staticmethod
-    def _update_window(state: _Model, key: ModelKey, rows: list[tuple[int, StoredPrediction]],
-                       converted: dict[tuple[int, ModelKey], Any]) -> None:  # fmt: skip
-        if state.kind == REGRESSION:
-            pairs = [(converted[(p, key)], pred.y_pred) for p, pred in rows if _is_number(pred.y_pred)]
-            if pairs:
-                truth, predicted = zip(*pairs)
-                state.window.extend(np.array(truth, dtype=float), np.array(predicted, dtype=float))
-            return
-        n_classes = len(state.classes)
-        y_true = np.array([converted[(p, key)] for p, _ in rows], dtype=np.int32)
-        y_pred = np.array([state.predicted_code(pred.y_pred, pred.proba) for _, pred in rows], dtype=np.int32)
-        proba = None
-        if any(pred.proba is not None and pred.proba.size == n_classes for _, pred in rows):
-            proba = np.full((len(rows), n_classes), np.nan)
-            for j, (_, pred) in enumerate(rows):
-                if pred.proba is not None and pred.proba.size == n_classes:
-                    proba[j] = pred.proba
-        score = np.array([np.nan if pred.score is None else pred.score for _, pred in rows], dtype=float)
-        window = state.window
-        assert isinstance(window, ClassificationWindow)
-        window.extend(y_true, y_pred, proba, score)
 
     # ------------------------------------------------------------------ export
     def snapshot(self) -> QualitySnapshot:
