@@ -25,9 +25,9 @@ _EXPORTS = {
     "default_incident_detector": "otel_mlmon.anomaly.incident",
     "IsolationForestDetector": "otel_mlmon.anomaly.isolation_forest",
     "AnomalyDetectionSpanProcessor": "otel_mlmon.anomaly.processor",
-    "Alert": "otel_mlmon.anomaly.sinks",
-    "WebhookSink": "otel_mlmon.anomaly.sinks",
-    "CallbackSink": "otel_mlmon.anomaly.sinks",
+    "Alert": "otel_mlmon.anomaly.alert",
+    "WebhookSink": "otel_mlmon.anomaly.webhook",
+    "CallbackSink": "otel_mlmon.anomaly.callback_sink",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports("otel_mlmon.anomaly", _EXPORTS, globals())
