@@ -229,8 +229,10 @@ _MODEL_ONLY = (ML_MODEL_NAME, ML_MODEL_VERSION)
 DRIFT_SCORE = MetricSpec(
     "ml.drift.score", "observable_gauge", "1",
     "Drift of the current window against the reference profile, per feature (top-K drifting "
-    "features plus the output) and statistic. PSI/JS/Wasserstein: the statistic; ks: the KS "
-    "statistic; chi_square: the statistic divided by the window size (Cramer-style).",
+    "features plus the output) and statistic. psi, jensen_shannon: the statistic; wasserstein: "
+    "the W1 distance in reference standard deviations (the feature's unit divided by its "
+    "reference standard deviation); ks: the KS statistic; chi_square: the statistic divided by "
+    "the window size (Cramer-style).",
     _MODEL_ONLY + (ML_FEATURE_NAME, ML_DRIFT_METHOD),
 )  # fmt: skip
 DRIFT_P_VALUE = MetricSpec(

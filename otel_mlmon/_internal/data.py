@@ -257,6 +257,8 @@ class DataPlane:
                     predictions = None
                     if y_pred is not None:
                         predictions = strided(np.asarray(y_pred), self._settings.drift_sample_rows)
+                    elif proba is not None and data.classes is not None:
+                        predictions = _predicted_labels(strided(proba, self._settings.drift_sample_rows), data.classes)
                     if isinstance(sample, np.ndarray):  # profiled with the flush's other arrays
                         batch = (id(data.drift), sample.shape[1], sample.dtype.str,
                                  None if predictions is None else (predictions.ndim, predictions.dtype.str))  # fmt: skip
@@ -579,6 +581,16 @@ def _drain_all_planes() -> None:
             plane._flush()
         except Exception as exc:  # noqa: BLE001
             plane._internal_error("drain_before_join", exc)
+
+
+def _predicted_labels(proba: Any, classes: list) -> np.ndarray | None:
+    """The labels a classifier's probabilities predict (argmax over ``classes``), so that
+    ``predict_proba`` calls are compared with a reference of labels (the profile's output, or
+    its target for a profile made from a file); None when they do not match the classes."""
+    array = np.asarray(proba)
+    if array.ndim != 2 or array.shape[1] != len(classes) or not array.size or array.dtype.kind not in "fiu":
+        return None
+    return np.asarray(classes)[array.argmax(axis=1)]
 
 
 def _output_point(arrays: list[Any]) -> float | None:
