@@ -147,3 +147,43 @@ def test_ten_minutes_of_calm_traffic_raise_no_drift_alert(make_telemetry, served
     # the same harness sees a shift
     after = traffic(60.0, float(X[FEATURE].std()), stop_at_alert=True)
     assert after is not None and after <= 30.0, after
+
+
+def test_one_row_calls_are_not_starved_and_alert(make_telemetry, alert_logs):
+    """One-row NumPy calls, as fast as they come: the budget profiles about 2000 / 8 = 250 of
+    them per second (their samples are profiled together on the worker), enough for a drift
+    alert within 30 s of the shift (at the old 64-row charge: 31 rows per second)."""
+    X, y = load_breast_cancer(return_X_y=True)
+    telemetry = make_telemetry()  # every setting at its default
+    model = otel_mlmon.set_model_info(LogisticRegression(max_iter=10_000), name="single").fit(X, y)
+    rng = np.random.default_rng(15)
+    column = list(load_breast_cancer().feature_names).index(FEATURE)
+    shifted = X.copy()
+    shifted[:, column] += X[:, column].std()
+
+    def alerts() -> int:
+        return sum(p.value for _, _, a, p in telemetry.points(semconv.ALERT_COUNT.name)
+                   if a[semconv.ML_ANOMALY_SIGNAL] == "drift" and a[semconv.ML_MODEL_NAME] == "single")  # fmt: skip
+
+    def traffic(data, seconds, stop_at_alert=False):
+        start = time.monotonic()
+        next_check = start + 1.0
+        while time.monotonic() - start < seconds:
+            i = int(rng.integers(0, len(data)))
+            model.predict(data[i:i + 1])
+            if stop_at_alert and time.monotonic() >= next_check:
+                next_check += 1.0
+                if alerts():
+                    return time.monotonic() - start
+        return None
+
+    traffic(X, 8.0)
+    telemetry.instrumentor.force_flush()
+    rows = sum(p.value for _, _, a, p in telemetry.points(semconv.DATA_ROW_COUNT.name) if a[semconv.ML_MODEL_NAME] == "single")
+    assert rows >= 0.5 * 8 * 2000 / 8, f"one-row calls starved: {rows} rows profiled in 8 s"
+    assert alerts() == 0
+    after = traffic(shifted, 30.0, stop_at_alert=True)
+    assert after is not None and after <= 30.0, f"no drift alert within 30 s of the shift ({after})"
+    telemetry.instrumentor.force_flush()
+    records = _drift_records(alert_logs, model="single")
+    assert len(records) == 1 and records[0].attributes[semconv.ML_FEATURE_NAME] == f"x{column}"

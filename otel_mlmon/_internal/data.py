@@ -36,7 +36,11 @@ from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VA
 PROFILE_MAX_ROWS = 200_000  # rows of the training data profiled at fit (evenly strided)
 PROFILE_PREDICT_ROWS = 10_000  # training rows predicted at fit for the output reference
 _SNAPSHOT_TTL_S = 0.05  # one snapshot serves the three callbacks of one collection
-_MAX_PENDING_SAMPLES = 256  # input samples waiting for the worker; more are not profiled
+# Input samples waiting for the worker, bounded in rows (the memory they hold: 256 full samples
+# of 256 rows) and in count; a sample beyond either is not profiled. Bounded in rows rather than
+# samples, a flood of small calls is limited by the rate budget, not by the count of samples.
+_MAX_PENDING_ROWS = 65_536
+_MAX_PENDING_SAMPLES = 8192
 _MAX_HELD = 4096  # calls with unread generated ids waiting HOLD_S
 HOLD_S = 5.0
 QUALITY_EVERY_S = 10.0
@@ -120,6 +124,7 @@ class DataPlane:
         self._drift: dict[tuple[str, str | None], tuple[Any, str | None]] = {}
         self._profiled_op: dict[tuple[str, str | None], str] = {}
         self._pending_samples = 0
+        self._pending_rows = 0
         self._snapshot: Any = None
         self._snapshot_at = 0.0
         self._hub: Any = None
@@ -215,7 +220,8 @@ class DataPlane:
             block = call_ids(rows)
             set_last(block)
         sample = None
-        if data.profile_inputs and self._pending_samples < _MAX_PENDING_SAMPLES:
+        if (data.profile_inputs and self._pending_samples < _MAX_PENDING_SAMPLES
+                and self._pending_rows < _MAX_PENDING_ROWS):  # fmt: skip
             # The rate budget (OTEL_MLMON_DRIFT_MAX_ROWS_PER_SECOND) is paid here, so a call
             # that will not be profiled costs no copy.
             X = args[0] if args else kwargs.get("X", kwargs.get("input"))
@@ -226,6 +232,7 @@ class DataPlane:
                 sample = sample_input(X, self._settings.drift_sample_rows)
                 if sample is not None:
                     self._pending_samples += 1
+                    self._pending_rows += _sample_rows(sample, self._settings.drift_sample_rows)
         return (data, sample, block, now)
 
     # ------------------------------------------------------------------ worker
@@ -237,6 +244,7 @@ class DataPlane:
         for (data, sample, block, timestamp), output in items:
             if sample is not None:
                 self._pending_samples = max(0, self._pending_samples - 1)
+                self._pending_rows = max(0, self._pending_rows - _sample_rows(sample, self._settings.drift_sample_rows))
             try:
                 y_pred = proba = None
                 mode = data.mode
@@ -581,6 +589,12 @@ def _drain_all_planes() -> None:
             plane._flush()
         except Exception as exc:  # noqa: BLE001
             plane._internal_error("drain_before_join", exc)
+
+
+def _sample_rows(sample: Any, budget: int) -> int:
+    """Rows of a captured sample once strided (DataFrames and lists are strided on the worker)."""
+    n = sample.shape[0] if hasattr(sample, "shape") else len(sample)
+    return min(n, budget)
 
 
 def _predicted_labels(proba: Any, classes: list) -> np.ndarray | None:
