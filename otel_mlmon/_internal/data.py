@@ -29,6 +29,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
+from otel_mlmon._internal.outputs import classes_list, output_point, predicted_labels, softmax
 from otel_mlmon._internal.signals import SeriesWatch
 from otel_mlmon.quality.ids import call_ids, set_last
 from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, OpInfo
@@ -174,7 +175,7 @@ class DataPlane:
         classes = None
         if mode in (OUT_LABELS, OUT_PROBA):
             classes = getattr(getattr(model, "_orig_mod", model), "classes_", None)
-            classes = _classes_list(classes)
+            classes = classes_list(classes)
         with self._lock:
             first = self._profiled_op.setdefault(key, operation)
             if len(self._profiled_op) > settings.max_models and first == operation and key not in self._drift:
@@ -254,7 +255,7 @@ class DataPlane:
                     elif mode == OUT_PROBA:
                         proba = output
                     elif mode == OUT_LOGITS:
-                        proba = _softmax(output)
+                        proba = softmax(output)
                     if data.metric_key is not None and len(self._metric_keys) < self._settings.max_models:
                         self._metric_keys.setdefault(data.model_key, data.metric_key)
                     if self._watching:
@@ -266,7 +267,7 @@ class DataPlane:
                     if y_pred is not None:
                         predictions = strided(np.asarray(y_pred), self._settings.drift_sample_rows)
                     elif proba is not None and data.classes is not None:
-                        predictions = _predicted_labels(strided(proba, self._settings.drift_sample_rows), data.classes)
+                        predictions = predicted_labels(strided(proba, self._settings.drift_sample_rows), data.classes)
                     if isinstance(sample, np.ndarray):  # profiled with the flush's other arrays
                         batch = (id(data.drift), sample.shape[1], sample.dtype.str,
                                  None if predictions is None else (predictions.ndim, predictions.dtype.str))  # fmt: skip
@@ -301,7 +302,7 @@ class DataPlane:
                     self._observe_drift(key, now)
         if self._watching:
             for key, arrays in outputs.items():
-                value = _output_point(arrays)
+                value = output_point(arrays)
                 if value is not None:
                     self._observe(key, "output", value, now)
             if now - self._quality_at >= QUALITY_EVERY_S and self._hub is not None:
@@ -570,14 +571,6 @@ class DataPlane:
         return [] if snapshot is None else [Observation(snapshot.pending)]
 
 
-def _classes_list(classes: Any) -> list | None:
-    """A single-output classifier's ``classes_`` as a list; None otherwise (multi-output)."""
-    if classes is None or isinstance(classes, list):
-        return None
-    array = np.asarray(classes, dtype=object) if not isinstance(classes, np.ndarray) else classes
-    return array.tolist() if array.ndim == 1 else None
-
-
 _PLANES: "weakref.WeakSet[DataPlane]" = weakref.WeakSet()
 
 
@@ -597,48 +590,12 @@ def _sample_rows(sample: Any, budget: int) -> int:
     return min(n, budget)
 
 
-def _predicted_labels(proba: Any, classes: list) -> np.ndarray | None:
-    """The labels a classifier's probabilities predict (argmax over ``classes``), so that
-    ``predict_proba`` calls are compared with a reference of labels (the profile's output, or
-    its target for a profile made from a file); None when they do not match the classes."""
-    array = np.asarray(proba)
-    if array.ndim != 2 or array.shape[1] != len(classes) or not array.size or array.dtype.kind not in "fiu":
-        return None
-    return np.asarray(classes)[array.argmax(axis=1)]
-
-
-def _output_point(arrays: list[Any]) -> float | None:
-    """One flush's mean regressor output or mean confidence of one model (one numpy pass)."""
-    try:
-        first = np.asarray(arrays[0])
-        if first.ndim == 2:
-            values = np.concatenate([np.asarray(a) for a in arrays if np.ndim(a) == 2 and np.shape(a)[1] == first.shape[1]])
-            values = values.max(axis=1) if values.size else values
-        else:
-            values = np.concatenate([np.asarray(a).ravel() for a in arrays if np.ndim(a) == 1])
-        if values.dtype.kind not in "fiu":
-            return None
-        values = values[np.isfinite(values)]
-    except (TypeError, ValueError):
-        return None
-    return float(values.mean()) if values.size else None
-
-
 def _model_attrs(key: tuple) -> dict[str, Any]:
     name, version = key[0], key[1] if len(key) > 1 else None
     attrs = {semconv.ML_MODEL_NAME: name}
     if version is not None:
         attrs[semconv.ML_MODEL_VERSION] = version
     return attrs
-
-
-def _softmax(scores: Any) -> np.ndarray | None:
-    from otel_mlmon._internal.recorder import _as_float, _probabilities  # noqa: PLC0415
-
-    array = _as_float(scores)
-    if array.ndim != 2 or not array.size:
-        return None
-    return _probabilities(array)
 
 
 def capture_profile(model: Any, X: Any, y: Any, run_predict: Callable[[Any], Any]) -> None:

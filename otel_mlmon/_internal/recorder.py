@@ -24,6 +24,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.data import DataPlane
+from otel_mlmon._internal.outputs import as_float, probabilities
 from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, MetricKey
 
 _logger = logging.getLogger("otel_mlmon")
@@ -79,27 +80,6 @@ def _count_labels(arrays: list[np.ndarray]) -> dict[str, int]:
             label = str(value)
             merged[label] = merged.get(label, 0) + count
     return merged
-
-
-def _as_float(array: Any) -> np.ndarray:
-    """The array (or a tensor, on any device) as floats; one without numbers gives an empty one."""
-    if hasattr(array, "detach") and hasattr(array, "cpu"):  # a torch tensor: no torch import here
-        array = array.detach().cpu()
-        if not array.dtype.is_floating_point or array.dtype.itemsize < 4:
-            array = array.double()
-        array = array.numpy()
-    try:
-        return np.asarray(array, dtype=float)
-    except (TypeError, ValueError):
-        return np.empty((0,) + tuple(getattr(array, "shape", (0,))[1:]))
-
-
-def _probabilities(scores: np.ndarray) -> np.ndarray:
-    """Rows that already are probabilities stay; other scores (logits) go through softmax."""
-    if scores.size and scores.min() >= 0 and scores.max() <= 1 and np.allclose(scores.sum(axis=1), 1, atol=1e-3):
-        return scores
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 class _Aggregate:
@@ -408,19 +388,19 @@ class Recorder:
                 self._record_labels(key, attrs, labels)
             return
         if key.output == OUT_VALUES:
-            values = np.concatenate([_as_float(out).ravel() for out in outputs])
+            values = np.concatenate([as_float(out).ravel() for out in outputs])
             values = values[np.isfinite(values)]
             if values.size:
                 quantiles = np.quantile(values, _QUANTILES).tolist()
                 for statistic, value in zip(semconv.VALUE_STATISTICS, quantiles + [float(values.mean())]):
                     self._values.set(value, {**attrs, semconv.ML_STATISTIC: statistic})
             return
-        arrays = [_as_float(out) for out in outputs]
+        arrays = [as_float(out) for out in outputs]
         arrays = [a for a in arrays if a.ndim == 2 and a.shape[1] > 0]
         if key.output == OUT_LOGITS:  # (batch, classes) scores: argmax classes, softmax confidence
             if arrays:
                 self._record_labels(key, attrs, [a.argmax(axis=1) for a in arrays])
-            arrays = [_probabilities(a) for a in arrays]
+            arrays = [probabilities(a) for a in arrays]
         elif key.output != OUT_PROBA:
             return
         budget = self._framework_settings.get(key.framework, self._settings).output_sample_size
