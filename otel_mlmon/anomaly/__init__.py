@@ -9,7 +9,7 @@ stays light.
 
 from __future__ import annotations
 
-from otel_mlmon._internal.lazy import lazy_exports
+from otel_mlmon._lazy import lazy_exports
 
 _EXPORTS = {
     "Detector": "otel_mlmon.anomaly.base",

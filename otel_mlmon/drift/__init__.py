@@ -18,7 +18,7 @@ nothing here needs more than numpy.
 
 from __future__ import annotations
 
-from otel_mlmon._internal.lazy import lazy_exports
+from otel_mlmon._lazy import lazy_exports
 
 _EXPORTS = {
     "DriftResult": "otel_mlmon.drift.base",

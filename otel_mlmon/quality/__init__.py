@@ -14,7 +14,7 @@ library); the hub, the stores and ``sqlite3`` load when first used.
 
 from __future__ import annotations
 
-from otel_mlmon._internal.lazy import lazy_exports
+from otel_mlmon._lazy import lazy_exports
 
 _EXPORTS = {
     "IdBlock": "otel_mlmon.quality.ids",

@@ -1,5 +1,6 @@
 """Lazy re-exports for the public subpackages: names are imported on first use, so importing a
-subpackage (``otel_mlmon.anomaly``, ``.drift``, ``.quality``) loads none of its modules."""
+subpackage (``otel_mlmon.anomaly``, ``.drift``, ``.quality``) loads none of its modules. A leaf
+module (it imports nothing from otel_mlmon), so every layer may use it."""
 
 from __future__ import annotations
 
