@@ -12,31 +12,34 @@ Inputs are profiled for one operation per model, the first one called (a service
 ``predict`` and then ``predict_proba`` on the same rows profiles them once). Inputs that are not
 NumPy arrays (DataFrames, lists) are read by reference on the worker, within the flush
 interval; CUDA tensors are not profiled (copying them would synchronise the device).
+
+The input samples are taken by :mod:`~otel_mlmon._internal.samples`, the model's reference
+profile is found by :mod:`~otel_mlmon._internal.model_profiles`, outputs are read by
+:mod:`~otel_mlmon._internal.outputs`, and the plane's instruments and collection callbacks are
+:class:`~otel_mlmon._internal.data_metrics.DataMetrics`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import weakref
 from collections import deque
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import Meter, Observation
 
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
+from otel_mlmon._internal.data_metrics import DataMetrics
+from otel_mlmon._internal.model_profiles import profile_of
 from otel_mlmon._internal.outputs import classes_list, output_point, predicted_labels, softmax
+from otel_mlmon._internal.samples import sample_input, sample_rows, strided
 from otel_mlmon._internal.signals import SeriesWatch
 from otel_mlmon.quality.ids import call_ids, set_last
 from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, OpInfo
 
-PROFILE_MAX_ROWS = 200_000  # rows of the training data profiled at fit (evenly strided)
-PROFILE_PREDICT_ROWS = 10_000  # training rows predicted at fit for the output reference
-_SNAPSHOT_TTL_S = 0.05  # one snapshot serves the three callbacks of one collection
 # Input samples waiting for the worker, bounded in rows (the memory they hold: 256 full samples
 # of 256 rows) and in count; a sample beyond either is not profiled. Bounded in rows rather than
 # samples, a flood of small calls is limited by the rate budget, not by the count of samples.
@@ -51,34 +54,6 @@ QUALITY_EVERY_S = 10.0
 # (~1-2 us): 8 rows. DataFrames and lists are profiled call by call (~25 us fixed): 64 rows.
 MIN_CHARGE_ROWS = 64
 MIN_CHARGE_ROWS_BATCHED = 8
-
-
-def strided(X: Any, budget: int) -> Any:
-    """At most ``budget`` evenly spaced rows of ``X`` (a view or the object itself)."""
-    n = X.shape[0] if hasattr(X, "shape") else len(X)
-    if n <= budget:
-        return X
-    step = -(-n // budget)
-    if hasattr(X, "iloc"):
-        return X.iloc[::step]
-    return X[::step]
-
-
-def sample_input(X: Any, budget: int) -> Any:
-    """What the worker profiles for this call's input; ``None`` when it cannot be profiled."""
-    if isinstance(X, np.ndarray):
-        if X.ndim != 2:
-            return None
-        return strided(X, budget).copy()
-    if hasattr(X, "detach") and hasattr(X, "device"):  # a torch tensor (no torch import here)
-        if X.ndim != 2 or X.device.type != "cpu":
-            return None
-        return strided(X.detach(), budget).numpy().copy()
-    if hasattr(X, "iloc") and hasattr(X, "columns"):  # a DataFrame: sampled on the worker
-        return X
-    if isinstance(X, list) and X and isinstance(X[0], (list, tuple)):
-        return X
-    return None
 
 
 class DataState:
@@ -97,23 +72,7 @@ class DataState:
         self.budget: Any = None  # RowBudget of the profiled rows, checked before any copy
 
 
-def _profile_of(model: Any, name: str, profile_dir: str | None) -> tuple[Any, str | None]:
-    """The model's reference profile (attached at fit, else ``{profile_dir}/{name}.json``)."""
-    from otel_mlmon.drift import ReferenceProfile, get_profile  # noqa: PLC0415
-
-    target = getattr(model, "_orig_mod", model)
-    text = getattr(target, "_otel_mlmon_profile", None)
-    if isinstance(text, str):
-        return get_profile(target), hashlib.sha1(text.encode()).hexdigest()
-    if profile_dir:
-        path = Path(profile_dir) / f"{name}.json"
-        if path.is_file():
-            data = path.read_text(encoding="utf-8")
-            return ReferenceProfile.from_json(data), hashlib.sha1(data.encode()).hexdigest()
-    return None, None
-
-
-class DataPlane:
+class DataPlane(DataMetrics):
     """Drift monitors per model and the quality hub, exported through one meter."""
 
     def __init__(self, meter: Meter, settings: Settings, internal_error: Callable[[str, BaseException], None],
@@ -194,7 +153,7 @@ class DataPlane:
     def _drift_monitor(self, key: tuple[str, str | None], model: Any) -> Any:
         settings = self._settings
         try:
-            profile, digest = _profile_of(model, key[0], settings.profile_dir)
+            profile, digest = profile_of(model, key[0], settings.profile_dir)
         except Exception as exc:  # noqa: BLE001 - a bad profile: data quality only
             self._internal_error("profile_load", exc)
             profile, digest = None, None
@@ -233,7 +192,7 @@ class DataPlane:
                 sample = sample_input(X, self._settings.drift_sample_rows)
                 if sample is not None:
                     self._pending_samples += 1
-                    self._pending_rows += _sample_rows(sample, self._settings.drift_sample_rows)
+                    self._pending_rows += sample_rows(sample, self._settings.drift_sample_rows)
         return (data, sample, block, now)
 
     # ------------------------------------------------------------------ worker
@@ -245,7 +204,7 @@ class DataPlane:
         for (data, sample, block, timestamp), output in items:
             if sample is not None:
                 self._pending_samples = max(0, self._pending_samples - 1)
-                self._pending_rows = max(0, self._pending_rows - _sample_rows(sample, self._settings.drift_sample_rows))
+                self._pending_rows = max(0, self._pending_rows - sample_rows(sample, self._settings.drift_sample_rows))
             try:
                 y_pred = proba = None
                 mode = data.mode
@@ -438,137 +397,6 @@ class DataPlane:
         """Hand over every held call now (at shutdown and force_flush)."""
         self._release_held(float("inf"))
 
-    def _drain(self, key: tuple[str, str | None]) -> None:
-        entry = self._drift.get(key)
-        if entry is None:
-            return None
-        attrs = _model_attrs(key)
-        counts = entry[0].drain_counts()
-        if counts.rows:
-            self._data_rows.add(counts.rows, attrs)
-        for (feature, bin_index), n in counts.bins.items():
-            self._bins.add(n, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DRIFT_BIN: str(bin_index)})
-        issues = 0
-        for (feature, issue), n in counts.data_quality.items():
-            issues += n
-            self._issues.add(n, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DATA_QUALITY_ISSUE: issue})
-        return issues / counts.rows if counts.rows else None
-
-    def _on_label_delays(self, key: tuple[str, str | None], delays: np.ndarray) -> None:
-        attrs = _model_attrs(tuple(key))
-        record = self._label_delay.record
-        for delay in delays[:10_000].tolist():
-            if delay >= 0:
-                record(delay, attrs)
-
-    # ------------------------------------------------------------------ export
-    def _create_instruments(self, meter: Meter) -> None:
-        s = semconv
-        self._bins = meter.create_counter(s.DRIFT_BIN_COUNT.name, unit=s.DRIFT_BIN_COUNT.unit,
-                                          description=s.DRIFT_BIN_COUNT.description)  # fmt: skip
-        self._issues = meter.create_counter(s.DATA_QUALITY_COUNT.name, unit=s.DATA_QUALITY_COUNT.unit,
-                                            description=s.DATA_QUALITY_COUNT.description)  # fmt: skip
-        self._data_rows = meter.create_counter(s.DATA_ROW_COUNT.name, unit=s.DATA_ROW_COUNT.unit,
-                                               description=s.DATA_ROW_COUNT.description)  # fmt: skip
-        self._label_delay = meter.create_histogram(
-            s.LABEL_DELAY.name, unit=s.LABEL_DELAY.unit, description=s.LABEL_DELAY.description,
-            explicit_bucket_boundaries_advisory=list(s.LABEL_DELAY_BUCKETS),
-        )  # fmt: skip
-        for spec, callback in ((s.DRIFT_SCORE, self._observe_drift_scores),
-                               (s.DRIFT_P_VALUE, self._observe_drift_p_values),
-                               (s.DRIFT_SHARE, self._observe_drift_share),
-                               (s.DRIFT_REFERENCE_SHARE, self._observe_reference_shares),
-                               (s.QUALITY_SCORE, self._observe_quality)):  # fmt: skip
-            meter.create_observable_gauge(spec.name, [callback], unit=spec.unit, description=spec.description)
-        meter.create_observable_counter(s.LABEL_COUNT.name, [self._observe_labels], unit=s.LABEL_COUNT.unit,
-                                        description=s.LABEL_COUNT.description)  # fmt: skip
-        meter.create_observable_up_down_counter(
-            s.PREDICTION_PENDING.name, [self._observe_pending], unit=s.PREDICTION_PENDING.unit,
-            description=s.PREDICTION_PENDING.description,
-        )  # fmt: skip
-
-    def _drift_observations(self) -> list[tuple[tuple[str, str | None], Any]]:
-        with self._lock:
-            monitors = [(key, entry[0]) for key, entry in self._drift.items()]
-        out = []
-        for key, monitor in monitors:
-            try:
-                out.append((key, monitor.observations()))
-            except Exception as exc:  # noqa: BLE001
-                self._internal_error("drift_observations", exc)
-        return out
-
-    def _observe_drift_scores(self, options: CallbackOptions) -> Iterable[Observation]:
-        out = []
-        for key, obs in self._drift_observations():
-            attrs = _model_attrs(key)
-            for (feature, method), value in obs.scores.items():
-                out.append(Observation(value, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DRIFT_METHOD: method}))
-        return out
-
-    def _observe_drift_p_values(self, options: CallbackOptions) -> Iterable[Observation]:
-        out = []
-        for key, obs in self._drift_observations():
-            attrs = _model_attrs(key)
-            for (feature, method), value in obs.p_values.items():
-                out.append(Observation(value, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DRIFT_METHOD: method}))
-        return out
-
-    def _observe_reference_shares(self, options: CallbackOptions) -> Iterable[Observation]:
-        """Every bin's reference share, per model and exported feature (constant: computed once
-        per monitor)."""
-        with self._lock:
-            monitors = [(key, entry[0]) for key, entry in self._drift.items()]
-        out = []
-        for key, monitor in monitors:
-            try:
-                cached = self._reference_shares.get(id(monitor))
-                if cached is None or cached[0] is not monitor:
-                    attrs = _model_attrs(key)
-                    cached = (monitor, [Observation(share, {**attrs, semconv.ML_FEATURE_NAME: feature,
-                                                            semconv.ML_DRIFT_BIN: str(label)})
-                                        for (feature, label), share in monitor.reference_shares().items()])  # fmt: skip
-                    self._reference_shares[id(monitor)] = cached
-                out.extend(cached[1])
-            except Exception as exc:  # noqa: BLE001
-                self._internal_error("drift_observations", exc)
-        if len(self._reference_shares) > len(monitors):  # monitors replaced (a new profile)
-            live = {id(m) for _, m in monitors}
-            self._reference_shares = {k: v for k, v in self._reference_shares.items() if k in live}
-        return out
-
-    def _observe_drift_share(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(obs.share, _model_attrs(key)) for key, obs in self._drift_observations()
-                if obs.share is not None]  # fmt: skip
-
-    def _quality_snapshot(self) -> Any:
-        hub = self._hub
-        if hub is None:
-            return None
-        now = time.monotonic()
-        if self._snapshot is None or now - self._snapshot_at > _SNAPSHOT_TTL_S:
-            self._snapshot = hub.snapshot()
-            self._snapshot_at = now
-        return self._snapshot
-
-    def _observe_quality(self, options: CallbackOptions) -> Iterable[Observation]:
-        snapshot = self._quality_snapshot()
-        if snapshot is None:
-            return []
-        return [Observation(value, {**_model_attrs(key), semconv.ML_QUALITY_METRIC: metric,
-                                    semconv.ML_QUALITY_SOURCE: source})
-                for key, values in snapshot.quality.items() for (metric, source), value in values.items()]  # fmt: skip
-
-    def _observe_labels(self, options: CallbackOptions) -> Iterable[Observation]:
-        snapshot = self._quality_snapshot()
-        if snapshot is None:
-            return []
-        return [Observation(n, {**_model_attrs(key), semconv.ML_LABEL_OUTCOME: outcome})
-                for (key, outcome), n in snapshot.labels.items()]  # fmt: skip
-
-    def _observe_pending(self, options: CallbackOptions) -> Iterable[Observation]:
-        snapshot = self._quality_snapshot()
-        return [] if snapshot is None else [Observation(snapshot.pending)]
 
 
 _PLANES: "weakref.WeakSet[DataPlane]" = weakref.WeakSet()
@@ -582,37 +410,3 @@ def _drain_all_planes() -> None:
             plane._flush()
         except Exception as exc:  # noqa: BLE001
             plane._internal_error("drain_before_join", exc)
-
-
-def _sample_rows(sample: Any, budget: int) -> int:
-    """Rows of a captured sample once strided (DataFrames and lists are strided on the worker)."""
-    n = sample.shape[0] if hasattr(sample, "shape") else len(sample)
-    return min(n, budget)
-
-
-def _model_attrs(key: tuple) -> dict[str, Any]:
-    name, version = key[0], key[1] if len(key) > 1 else None
-    attrs = {semconv.ML_MODEL_NAME: name}
-    if version is not None:
-        attrs[semconv.ML_MODEL_VERSION] = version
-    return attrs
-
-
-def capture_profile(model: Any, X: Any, y: Any, run_predict: Callable[[Any], Any]) -> None:
-    """Build the reference profile of a model just fitted and attach it (at fit, not per call)."""
-    from otel_mlmon.drift import attach_profile, build_profile  # noqa: PLC0415
-
-    Xs = strided(X, PROFILE_MAX_ROWS)
-    ys = None if y is None or not hasattr(y, "__len__") or len(y) != _rows(X) else strided(y, PROFILE_MAX_ROWS)
-    predictions = None
-    try:
-        predictions = run_predict(strided(X, PROFILE_PREDICT_ROWS))
-    except Exception:  # noqa: BLE001 - some estimators cannot predict their training input
-        predictions = None
-    profile = build_profile(Xs, y=ys, predictions=predictions)
-    attach_profile(model, profile)
-
-
-def _rows(X: Any) -> int:
-    shape = getattr(X, "shape", None)
-    return shape[0] if shape else len(X)

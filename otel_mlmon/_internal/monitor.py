@@ -224,7 +224,7 @@ class Monitor:
         if not (self.settings.profile_on_fit and self.settings.data_monitoring) or not hasattr(model, "predict"):
             return
         try:
-            from otel_mlmon._internal.data import capture_profile  # noqa: PLC0415
+            from otel_mlmon._internal.model_profiles import capture_profile  # noqa: PLC0415
 
             X = args[0] if args else kwargs.get("X")
             y = args[1] if len(args) > 1 else kwargs.get("y")
