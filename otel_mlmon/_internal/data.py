@@ -144,7 +144,7 @@ class DataPlane(DataMetrics):
         drift = self._drift_monitor(key, model) if profile_inputs else None
         state = DataState(key, mode, classes, drift, profile_inputs, info.key)
         if profile_inputs:
-            from otel_mlmon.drift.monitor import RowBudget  # noqa: PLC0415
+            from otel_mlmon.drift.row_budget import RowBudget  # noqa: PLC0415
 
             state.budget = RowBudget(settings.drift_sample_rows, settings.drift_max_rows_per_second,
                                      min_charge=min(MIN_CHARGE_ROWS_BATCHED, settings.drift_sample_rows))  # fmt: skip

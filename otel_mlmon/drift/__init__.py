@@ -37,8 +37,8 @@ _EXPORTS = {
     "load_profile": "otel_mlmon.drift.profile",
     "SlidingWindow": "otel_mlmon.drift.window",
     "DriftMonitor": "otel_mlmon.drift.monitor",
-    "DriftObservations": "otel_mlmon.drift.monitor",
-    "DriftCounts": "otel_mlmon.drift.monitor",
+    "DriftObservations": "otel_mlmon.drift.observations",
+    "DriftCounts": "otel_mlmon.drift.observations",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports("otel_mlmon.drift", _EXPORTS, globals())

@@ -56,6 +56,10 @@ changes against the first batch seen. No drift scores, no bin counts.
 run concurrently on another (a lock guards the shared state, held for O(bins) only). Memory is
 bounded: ``window_buckets x bins`` integers plus a few small dictionaries, independent of traffic.
 
+How a batch is counted (features, schema plans, bins, data-quality events) is in
+:mod:`~otel_mlmon.drift.counting`, the budget in :mod:`~otel_mlmon.drift.row_budget`, what is
+reported in :mod:`~otel_mlmon.drift.observations`; this module re-exports their public names.
+
 >>> import numpy as np
 >>> from otel_mlmon.drift.profile import build_profile
 >>> rng = np.random.default_rng(0)
@@ -83,41 +87,39 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
 
-from otel_mlmon.drift._columns import (
-    BOOL_DTYPES,
-    CATEGORY_DTYPES,
-    DATETIME_DTYPES,
-    NUMERIC_DTYPES,
-    STRING_DTYPES,
-    Table,
-    count_categories,
-    dtype_class,
-    missing_mask,
-    positional_names,
-)
+from otel_mlmon.drift._columns import BOOL_DTYPES, DATETIME_DTYPES, NUMERIC_DTYPES, Table, dtype_class, positional_names
 from otel_mlmon.drift.base import CATEGORICAL, NUMERIC, DriftStatistic
 from otel_mlmon.drift.chi_square import ChiSquare
+from otel_mlmon.drift.counting import (
+    INPUT,
+    ISSUES,
+    SCHEMA,
+    Feature,
+    Plan,
+    bin_labels,
+    build_plan,
+    bump,
+    count_categorical,
+    count_numeric,
+    numeric_plan,
+    output_fits,
+)
 from otel_mlmon.drift.jensen_shannon import JensenShannon
 from otel_mlmon.drift.kolmogorov_smirnov import KolmogorovSmirnov
-from otel_mlmon.drift.profile import OUTPUT, FeatureProfile, ReferenceProfile, output_vector
+from otel_mlmon.drift.observations import DriftCounts, DriftObservations
+from otel_mlmon.drift.profile import OUTPUT, ReferenceProfile, output_vector
 from otel_mlmon.drift.psi import PSI
+from otel_mlmon.drift.row_budget import RowBudget
 from otel_mlmon.drift.wasserstein import Wasserstein
 from otel_mlmon.drift.window import DEFAULT_BUCKETS, DEFAULT_WINDOW_ROWS, SlidingWindow
 from otel_mlmon.semconv import OTHER
 
 __all__ = ["DriftMonitor", "DriftObservations", "DriftCounts", "INPUT", "OTHER", "OUTPUT", "ISSUES", "METHODS"]
 
-INPUT = "_input"
-MISSING, NAN, INF, OUT_OF_RANGE, UNSEEN, SCHEMA = (
-    "missing", "nan", "inf", "out_of_range", "unseen_category", "schema_change",
-)  # fmt: skip
-ISSUES = (MISSING, NAN, INF, OUT_OF_RANGE, UNSEEN, SCHEMA)
-UNDERFLOW, OVERFLOW = "underflow", "overflow"  # bins of numeric values outside the reference range
 METHODS = ("psi", "jensen_shannon", "ks", "wasserstein", "chi_square")
 _NUMERIC_METHODS = ("psi", "jensen_shannon", "ks", "wasserstein")
 _CATEGORICAL_METHODS = ("psi", "jensen_shannon", "chi_square")
@@ -130,131 +132,6 @@ DEFAULT_THRESHOLD = 0.1
 DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_ROWS = 100
 _PLAN_CACHE = 8
-
-
-@dataclass(frozen=True)
-class DriftObservations:
-    """Gauge values at one collection. Keys are ``(feature, method)`` pairs.
-
-    ``scores``: the drift statistic per feature and method, for the ``top_k`` most drifted
-    features plus ``_output`` (chi_square: statistic / window rows). ``p_values``: for ``ks``
-    and ``chi_square``. ``share``: drifted input features / features with enough data (None when
-    nothing could be evaluated). ``drifted``: every drifted input feature (not capped), most
-    drifted first; ``output_drifted`` the verdict for ``_output``. ``window_rows``: rows in the
-    current window.
-    """
-
-    scores: dict[tuple[str, str], float] = field(default_factory=dict)
-    p_values: dict[tuple[str, str], float] = field(default_factory=dict)
-    share: float | None = None
-    drifted: tuple[str, ...] = ()
-    output_drifted: bool = False
-    window_rows: int = 0
-
-
-@dataclass(frozen=True)
-class DriftCounts:
-    """Counter increments since the previous drain.
-
-    ``bins``: ``(feature, bin) -> rows`` (``ml.drift.bin.count``), non-zero entries only,
-    for the first ``max_features`` features and ``_output``; a bin is its index in the profile
-    or ``"underflow"`` / ``"overflow"`` (numeric values beyond the reference range). ``data_quality``:
-    ``(feature, issue) -> values`` (``ml.data_quality.count``). ``rows``: rows profiled
-    (``ml.data.row.count``).
-    """
-
-    bins: dict[tuple[str, int], int] = field(default_factory=dict)
-    data_quality: dict[tuple[str, str], int] = field(default_factory=dict)
-    rows: int = 0
-
-
-def _compatible(reference: str, current: str) -> bool:
-    text = (STRING_DTYPES, CATEGORY_DTYPES)
-    return reference == current or (reference in text and current in text)
-
-
-class _Feature:
-    """What the monitor needs of one profiled feature."""
-
-    __slots__ = ("name", "kind", "dtype_class", "profile", "offset", "n_bins", "label", "slots", "known", "exported",
-                 "tails")  # fmt: skip
-
-    def __init__(self, name: str, kind: str, dtype_cls: str, profile: FeatureProfile | None) -> None:
-        self.name, self.kind, self.dtype_class, self.profile = name, kind, dtype_cls, profile
-        self.offset = 0
-        # numeric: [underflow, the profile's bins, overflow]; categorical: top-K slots + other
-        self.tails = profile is not None and kind == NUMERIC
-        self.n_bins = 0 if profile is None else profile.n_bins + (2 if self.tails else 0)
-        self.label = name
-        self.exported = False
-        self.slots: dict[str, int] = {}
-        self.known: frozenset[str] | None = None
-        if profile is not None and kind == CATEGORICAL:
-            self.slots = {value: i for i, value in enumerate(profile.top)}
-            self.known = frozenset(profile.values) if profile.complete else None
-
-
-class _Plan:
-    """How one input schema maps onto the profiled features (cached per schema)."""
-
-    __slots__ = ("numeric", "numeric_cols", "numeric_dtypes", "queries", "flat", "categorical", "schema_events")
-
-    def __init__(self) -> None:
-        self.numeric: list[int] = []  # feature indices
-        self.numeric_cols: list[int] = []  # input column per numeric feature
-        self.numeric_dtypes = True  # whether those input columns all have numeric dtypes
-        self.queries: np.ndarray | None = None  # flat complex probes, see _numeric_plan
-        self.flat: np.ndarray | None = None  # (k, max_bins) positions in the flat count vector
-        self.categorical: list[tuple[int, int]] = []  # (feature index, input column)
-        self.schema_events: list[str] = []  # labels that get one schema_change per row
-
-
-class RowBudget:
-    """Token bucket of profiled rows: ``rate`` rows per second, bursts up to one second's worth
-    (at least one full sample). A profiled call is charged at least ``min_charge`` rows: its
-    fixed cost (tens of microseconds) does not shrink with the batch, so a stream of one-row
-    calls is profiled at ``rate / min_charge`` calls per second. Not locked: callers serialise
-    it (or accept an approximate budget under races, as the instrumentation's hot path does).
-
-    >>> budget = RowBudget(sample_rows=256, rate=1000.0)
-    >>> [budget.admit(500, t) for t in (0.0, 0.0, 0.0, 0.0, 0.0, 1.0)]
-    [256, 256, 256, 0, 0, 256]
-    >>> ones = RowBudget(sample_rows=256, rate=1000.0, min_charge=100)
-    >>> sum(ones.admit(1, 0.0) for _ in range(50))  # 1000 tokens pay for 10 one-row calls
-    10
-    """
-
-    __slots__ = ("sample_rows", "rate", "min_charge", "_tokens", "_last_time")
-
-    def __init__(self, sample_rows: int, rate: float | None, min_charge: int = 1) -> None:
-        self.sample_rows = sample_rows
-        self.rate = rate
-        self.min_charge = min_charge
-        self._tokens = self._capacity()
-        self._last_time: float | None = None
-
-    def _capacity(self) -> float:
-        rate = self.rate
-        return float(self.sample_rows) if rate is None else max(float(self.sample_rows), rate)
-
-    def admit(self, n: int, now: float) -> int:
-        """Rows to profile from a batch of ``n``: its whole sample, or 0 when the bucket cannot
-        pay for it (a call is never profiled on a sliver of rows: the fixed cost per profiled
-        call is paid for a full sample)."""
-        take = min(n, self.sample_rows)
-        rate = self.rate
-        if rate is None:
-            return take
-        last = self._last_time
-        if last is not None and now > last:
-            self._tokens = min(self._capacity(), self._tokens + (now - last) * rate)
-        if last is None or now > last:
-            self._last_time = now
-        charge = max(take, self.min_charge)
-        if self._tokens < charge:
-            return 0
-        self._tokens -= charge
-        return take
 
 
 class DriftMonitor:
@@ -325,15 +202,15 @@ class DriftMonitor:
     def _reset(self) -> None:
         self._rng = random.Random(self.seed)
         self._budget = RowBudget(self.sample_rows, self.max_rows_per_second)
-        self._plans: OrderedDict[Any, _Plan] = OrderedDict()
-        self._features: list[_Feature] | None = None
-        self._output: _Feature | None = None
+        self._plans: OrderedDict[Any, Plan] = OrderedDict()
+        self._features: list[Feature] | None = None
+        self._output: Feature | None = None
         self._named_schema = False
         self._size = 0
         if self.profile is not None:
-            features = [_Feature(f.name, f.kind, f.dtype_class, f) for f in self.profile.features]
+            features = [Feature(f.name, f.kind, f.dtype_class, f) for f in self.profile.features]
             out = self.profile.output if self.profile.output is not None else self.profile.target
-            self._install(features, None if out is None else _Feature(OUTPUT, out.kind, out.dtype_class, out))
+            self._install(features, None if out is None else Feature(OUTPUT, out.kind, out.dtype_class, out))
         self._window = SlidingWindow(self._size, rows=self.window_rows, seconds=self.window_seconds,
                                      buckets=self.window_buckets)  # fmt: skip
         self._pending = np.zeros(self._size, dtype=np.int64)
@@ -345,7 +222,7 @@ class DriftMonitor:
         with self._lock:
             self._reset()
 
-    def _install(self, features: list[_Feature], output: _Feature | None) -> None:
+    def _install(self, features: list[Feature], output: Feature | None) -> None:
         offset = 0
         for i, f in enumerate(features):
             f.offset = offset
@@ -369,33 +246,9 @@ class DriftMonitor:
             for b, label in enumerate(labels):
                 self._flat_label[f.offset + b] = f.name if f.exported else None
                 self._flat_bin[f.offset + b] = label
-        self._output_plan = None if output is None or output.profile is None or output.kind != NUMERIC else self._numeric_plan([output])
+        self._output_plan = None if output is None or output.profile is None or output.kind != NUMERIC else numeric_plan([output], self._size)
 
-    # ------------------------------------------------------------------ plans
-    def _numeric_plan(self, features: list[_Feature]) -> tuple[np.ndarray, np.ndarray]:
-        """Probe keys (feature index + 1j * [min, edges, next(max), next(max) pads]) and flat
-        positions of the bins [underflow, bins, overflow], for numeric features with bins.
-
-        The counts below the probes, between the -inf count and the count of all non-NaN values
-        below +inf, differ into: underflow, the bins, zeros for the pads, overflow."""
-        max_bins = max(f.n_bins for f in features)
-        queries = np.full((len(features), max_bins - 1), np.inf)
-        flat = np.full((len(features), max_bins), self._size, dtype=np.int64)
-        for k, f in enumerate(features):
-            p = f.profile
-            assert p is not None
-            low, high = (p.minimum, np.nextafter(p.maximum, np.inf)) if p.count else (np.nextafter(-np.inf, 0), np.inf)
-            queries[k, 0] = low
-            queries[k, 1: 1 + p.edges.size] = p.edges
-            queries[k, 1 + p.edges.size:] = high
-            flat[k, : f.n_bins - 1] = f.offset + np.arange(f.n_bins - 1)
-            flat[k, -1] = f.offset + f.n_bins - 1
-        probe = np.empty(queries.shape, dtype=np.complex128)
-        probe.real = np.arange(len(features), dtype=np.float64)[:, None]
-        probe.imag = queries
-        return probe.ravel(), flat
-
-    def _plan(self, table: Table) -> _Plan:
+    def _plan(self, table: Table) -> Plan:
         key = table.signature()
         plan = self._plans.get(key)
         if plan is not None:
@@ -405,50 +258,14 @@ class DriftMonitor:
             names = table.names or positional_names(table.n_cols)
             kinds = [NUMERIC if dtype_class(d) in (NUMERIC_DTYPES, BOOL_DTYPES, DATETIME_DTYPES) else CATEGORICAL
                      for d in table.dtypes]  # fmt: skip
-            self._install([_Feature(n, k, dtype_class(d), None) for n, k, d in zip(names, kinds, table.dtypes)], None)
+            self._install([Feature(n, k, dtype_class(d), None) for n, k, d in zip(names, kinds, table.dtypes)], None)
             self._named_schema = table.names is not None
-        plan = self._build_plan(table)
+        assert self._features is not None
+        named = self.profile.named if self.profile is not None else self._named_schema
+        plan = build_plan(table, self._features, named, self._size)
         self._plans[key] = plan
         if len(self._plans) > _PLAN_CACHE:
             self._plans.popitem(last=False)
-        return plan
-
-    def _build_plan(self, table: Table) -> _Plan:
-        assert self._features is not None
-        plan = _Plan()
-        names = [f.name for f in self._features]
-        named = self.profile.named if self.profile is not None else self._named_schema
-        columns: list[int | None]
-        if named and table.names is not None:
-            where = {n: j for j, n in enumerate(table.names)}
-            columns = [where.get(n) for n in names]
-            if set(table.names) - set(names):
-                plan.schema_events.append(INPUT)
-        elif table.n_cols == len(names):
-            columns = list(range(len(names)))
-        else:
-            plan.schema_events.append(INPUT)
-            columns = [None] * len(names)
-        numeric_with_bins: list[_Feature] = []
-        for i, (f, j) in enumerate(zip(self._features, columns)):
-            if j is None:
-                if INPUT not in plan.schema_events or named:
-                    plan.schema_events.append(f.label)
-                continue
-            if not _compatible(f.dtype_class, dtype_class(table.dtypes[j])):
-                plan.schema_events.append(f.label)
-            if f.kind == NUMERIC:
-                plan.numeric.append(i)
-                plan.numeric_cols.append(j)
-                if f.profile is not None:
-                    numeric_with_bins.append(f)
-            else:
-                plan.categorical.append((i, j))
-        plan.numeric_dtypes = all(dtype_class(table.dtypes[j]) == NUMERIC_DTYPES for j in plan.numeric_cols)
-        if numeric_with_bins:
-            if len(numeric_with_bins) != len(plan.numeric):  # pragma: no cover - profiles bin every numeric feature
-                raise AssertionError("numeric features without bins")
-            plan.queries, plan.flat = self._numeric_plan(numeric_with_bins)
         return plan
 
     # ------------------------------------------------------------------ update
@@ -488,23 +305,23 @@ class DriftMonitor:
         assert features is not None
         if plan.numeric:
             block, missing = sample.float_block(plan.numeric_cols, plan.numeric_dtypes)
-            self._numeric(block, missing, [features[i] for i in plan.numeric], plan.queries, plan.flat, counts, quality)
+            count_numeric(block, missing, [features[i] for i in plan.numeric], plan.queries, plan.flat, counts, quality)
         for i, j in plan.categorical:
-            self._categorical(sample.column(j), features[i], counts, quality)
+            count_categorical(sample.column(j), features[i], counts, quality)
         for label in plan.schema_events:
-            _bump(quality, label, SCHEMA, take)
+            bump(quality, label, SCHEMA, take)
         out = self._output
         vector = output_vector(predictions)
         if out is not None and vector is not None and vector.ndim == 1 and vector.size:
             vector = vector[rows] if vector.shape[0] == n else vector[:: max(1, vector.shape[0] // take)][:take]
-            if not _output_fits(out.kind, vector):  # e.g. probabilities against a reference of labels
-                _bump(quality, OUTPUT, SCHEMA, vector.size)
+            if not output_fits(out.kind, vector):  # e.g. probabilities against a reference of labels
+                bump(quality, OUTPUT, SCHEMA, vector.size)
             elif out.kind == NUMERIC:
                 assert self._output_plan is not None
                 values = vector.astype(np.float64) if vector.dtype.kind in "iufb" else Table(vector).float_block([0])[0][:, 0]
-                self._numeric(values.reshape(-1, 1), None, [out], *self._output_plan, counts, quality)
+                count_numeric(values.reshape(-1, 1), None, [out], *self._output_plan, counts, quality)
             else:
-                self._categorical(vector, out, counts, quality)
+                count_categorical(vector, out, counts, quality)
         increments = counts[: self._size]
         with self._lock:
             self._window.add(increments, take, now)
@@ -513,66 +330,6 @@ class DriftMonitor:
                 self._quality[key] = self._quality.get(key, 0) + value
             self._rows += take
         return take
-
-    def _numeric(self, block: np.ndarray, missing: np.ndarray | None, features: list[_Feature],
-                 queries: np.ndarray | None, flat: np.ndarray | None, counts: np.ndarray,
-                 quality: dict[tuple[str, str], int]) -> None:  # fmt: skip
-        m, k = block.shape
-        data = block.T
-        finite = np.isfinite(data)
-        if finite.all():
-            nan = pos = neg = np.zeros(k, dtype=np.int64)
-            clean = True
-        else:
-            nan_mask = np.isnan(data)
-            nan = nan_mask.sum(axis=1)
-            pos = (data == np.inf).sum(axis=1)
-            neg = (data == -np.inf).sum(axis=1)
-            clean = False
-            n_missing = np.zeros(k, dtype=np.int64) if missing is None else missing.T.sum(axis=1)
-            for c in np.flatnonzero(nan + pos + neg):
-                label = features[c].label
-                _bump(quality, label, MISSING, int(n_missing[c]))
-                _bump(quality, label, NAN, int(nan[c] - n_missing[c]))
-                _bump(quality, label, INF, int(pos[c] + neg[c]))
-        if queries is None or flat is None:
-            return
-        ordered = np.sort(data, axis=1)
-        if not clean:
-            ordered[np.isnan(ordered)] = np.inf
-        # Row-sorted values as complex keys (feature index, value) are sorted lexicographically as
-        # one flat array, so a single searchsorted counts the values below every probe.
-        keys = np.empty(ordered.shape, dtype=np.complex128)
-        keys.real = np.arange(k, dtype=np.float64)[:, None]
-        keys.imag = ordered
-        below = np.searchsorted(keys.ravel(), queries, side="left").reshape(k, -1)
-        below -= np.arange(0, k * m, m)[:, None]  # values < probe, per feature
-        cumulative = np.concatenate((neg[:, None], below, (m - nan - pos)[:, None]), axis=1)
-        binned = cumulative[:, 1:] - cumulative[:, :-1]
-        outside = binned[:, 0] + binned[:, -1]  # underflow + overflow
-        if outside.any():
-            for c in np.flatnonzero(outside).tolist():
-                _bump(quality, features[c].label, OUT_OF_RANGE, int(outside[c]))
-        counts[flat.ravel()] += binned.ravel()
-
-    def _categorical(self, values: np.ndarray, f: _Feature, counts: np.ndarray,
-                     quality: dict[tuple[str, str], int]) -> None:  # fmt: skip
-        kind = values.dtype.kind
-        if f.profile is None:
-            n_missing = int(missing_mask(values).sum()) if kind in "Of" else 0
-            _bump(quality, f.label, MISSING, n_missing)
-            return
-        keys, seen, n_missing = count_categories(values)
-        _bump(quality, f.label, MISSING, n_missing)
-        if not keys:
-            return
-        other = f.n_bins - 1
-        slots = np.fromiter((f.slots.get(key, other) for key in keys), dtype=np.int64, count=len(keys))
-        counts[f.offset: f.offset + f.n_bins] += np.bincount(slots, weights=seen, minlength=f.n_bins).astype(np.int64)
-        if f.known is not None:
-            known = f.known
-            unseen = sum(c for key, c in zip(keys, seen.tolist()) if key not in known)
-            _bump(quality, f.label, UNSEEN, unseen)
 
     # ------------------------------------------------------------------ collection
     def observations(self, now: float | None = None) -> DriftObservations:
@@ -587,7 +344,7 @@ class DriftMonitor:
         with self._lock:
             current = self._window.totals(now)
             window_rows = self._window.rows
-        evaluated: list[tuple[_Feature, float, float]] = []
+        evaluated: list[tuple[Feature, float, float]] = []
         candidates = list(self._features) + ([self._output] if self._output is not None else [])
         for f in candidates:
             ref = self._reference[f.offset: f.offset + f.n_bins]
@@ -615,7 +372,7 @@ class DriftMonitor:
         output_drifted = bool(self._output is not None and verdicts.get(self._output.name, False))
         return DriftObservations(scores, p_values, share, drifted, output_drifted, window_rows)
 
-    def _score(self, f: _Feature, current: np.ndarray, scores: dict, p_values: dict) -> None:
+    def _score(self, f: Feature, current: np.ndarray, scores: dict, p_values: dict) -> None:
         p = f.profile
         assert p is not None
         ref = self._reference[f.offset: f.offset + f.n_bins]
@@ -668,17 +425,6 @@ class DriftMonitor:
         return shares
 
 
-def bin_labels(feature: Any) -> list[int | str]:
-    """The ``ml.drift.bin`` of each of a feature's bins: numeric ``underflow`` (below the
-    reference minimum), ``0`` .. ``n-1`` (the profile's bins), ``overflow`` (above the
-    maximum); categorical ``0`` .. ``K`` (the top-K slots, then other)."""
-    p = feature.profile
-    if p is None:
-        return []
-    inner: list[int | str] = list(range(p.n_bins))
-    return [UNDERFLOW, *inner, OVERFLOW] if feature.tails else inner
-
-
 def _fold_tails(counts: np.ndarray) -> np.ndarray:
     """Under/overflow counts folded into the outer bins (Wasserstein's bins have centres
     inside the reference range)."""
@@ -688,26 +434,9 @@ def _fold_tails(counts: np.ndarray) -> np.ndarray:
     return inner
 
 
-def _output_fits(kind: str, vector: np.ndarray) -> bool:
-    """Whether outputs can be compared with a reference of this kind: numeric needs numbers;
-    categorical (labels) takes anything but non-integral floats."""
-    if kind == NUMERIC:
-        return vector.dtype.kind in "iufb"
-    if vector.dtype.kind == "f":
-        finite = vector[np.isfinite(vector)]
-        return bool(np.array_equal(finite, np.round(finite)))
-    return True
-
-
 def _row_count(X: Any) -> int | None:
     """Rows of an input without converting it (None when that needs a conversion)."""
     shape = getattr(X, "shape", None)
     if isinstance(shape, tuple) and len(shape) in (1, 2):
         return int(shape[0])
     return None
-
-
-def _bump(quality: dict[tuple[str, str], int], label: str, issue: str, value: int) -> None:
-    if value > 0:
-        key = (label, issue)
-        quality[key] = quality.get(key, 0) + value
