@@ -204,6 +204,7 @@ DOCTEST_MODULES = [
     "otel_mlmon.drift._special", "otel_mlmon.drift.psi", "otel_mlmon.drift.jensen_shannon",
     "otel_mlmon.drift.kolmogorov_smirnov", "otel_mlmon.drift.wasserstein", "otel_mlmon.drift.chi_square",
     "otel_mlmon.drift.profile", "otel_mlmon.drift.window", "otel_mlmon.drift.monitor", "otel_mlmon.drift.row_budget",
+    "otel_mlmon.drift.reference_profile",
 ]  # fmt: skip
 
 

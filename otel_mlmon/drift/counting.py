@@ -21,7 +21,7 @@ from otel_mlmon.drift._columns import (
     missing_mask,
 )
 from otel_mlmon.drift.base import CATEGORICAL, NUMERIC
-from otel_mlmon.drift.profile import FeatureProfile
+from otel_mlmon.drift.feature_profile import FeatureProfile
 
 INPUT = "_input"
 MISSING, NAN, INF, OUT_OF_RANGE, UNSEEN, SCHEMA = (

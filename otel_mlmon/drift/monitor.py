@@ -111,7 +111,7 @@ from otel_mlmon.drift.counting import (
 from otel_mlmon.drift.jensen_shannon import JensenShannon
 from otel_mlmon.drift.kolmogorov_smirnov import KolmogorovSmirnov
 from otel_mlmon.drift.observations import DriftCounts, DriftObservations
-from otel_mlmon.drift.profile import OUTPUT, ReferenceProfile, output_vector
+from otel_mlmon.drift.reference_profile import OUTPUT, ReferenceProfile, output_vector
 from otel_mlmon.drift.psi import PSI
 from otel_mlmon.drift.row_budget import RowBudget
 from otel_mlmon.drift.wasserstein import Wasserstein
