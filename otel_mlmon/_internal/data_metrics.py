@@ -84,18 +84,18 @@ class DataMetrics:
         return out
 
     def _observe_drift_scores(self, options: CallbackOptions) -> Iterable[Observation]:
-        out = []
-        for key, obs in self._drift_observations():
-            attrs = model_attrs(key)
-            for (feature, method), value in obs.scores.items():
-                out.append(Observation(value, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DRIFT_METHOD: method}))
-        return out
+        return self._per_feature_and_method("scores")
 
     def _observe_drift_p_values(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._per_feature_and_method("p_values")
+
+    def _per_feature_and_method(self, field: str) -> list[Observation]:
+        """One observation per model, feature and method of the monitors' ``scores`` or
+        ``p_values``."""
         out = []
         for key, obs in self._drift_observations():
             attrs = model_attrs(key)
-            for (feature, method), value in obs.p_values.items():
+            for (feature, method), value in getattr(obs, field).items():
                 out.append(Observation(value, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DRIFT_METHOD: method}))
         return out
 
