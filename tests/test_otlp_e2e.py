@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from otlp_collector import Collector  # noqa: E402
 
 from otel_mlmon import SklearnInstrumentor, semconv, set_model_info  # noqa: E402
+from otel_mlmon.anomaly import default_detector  # noqa: E402
 
 SERVICE = "otlp-e2e"
 QUEUE = 256  # BatchSpanProcessor queue: bounded, smaller than the outage's span count
@@ -150,7 +151,8 @@ def test_spans_and_metrics_arrive_intact(pipeline):
     assert verdict[semconv.ML_ANOMALY_SIGNAL] == "batch_size"
     assert isinstance(verdict[semconv.ML_ANOMALY_SCORE], float) and 0.0 <= verdict[semconv.ML_ANOMALY_SCORE] <= 1.0
     assert verdict[semconv.ML_ANOMALY_DETECTOR] == "DefaultDetector"
-    assert all(semconv.ML_ANOMALY not in s["attributes"] for s in normal[:50])  # warm-up: never anomalous
+    warm_up = default_detector().warm_up  # the detectors' warm-up: never anomalous
+    assert all(semconv.ML_ANOMALY not in s["attributes"] for s in normal[:warm_up])
 
     # the failed call: ERROR status, exception type, no message (privacy default)
     (failed,) = [s for s in spans if s["status_code"] == "ERROR"]
