@@ -169,12 +169,20 @@ def test_three_replicas_fleet_psi_alert_and_otlp_delivery(fleet):
         return result and float(result[0]["value"][1]) == total
 
     _wait(scraped_all, 30.0, "every replica's final counts scraped", diagnostics)
-    fleet_psi = {r["metric"]["ml_feature_name"]: float(r["value"][1])
-                 for r in prometheus.query(f'ml_model_feature:fleet_drift_psi:total{{job="{JOB}"}}')}  # fmt: skip
     offline = _offline_psi(model_path, outputs)
-    assert set(fleet_psi) == set(offline) and len(offline) == 31, sorted(set(fleet_psi) ^ set(offline))
-    for feature, value in offline.items():
-        assert fleet_psi[feature] == pytest.approx(value, rel=1e-6, abs=1e-12), feature
+
+    def fleet_psi_now() -> dict:
+        return {r["metric"]["ml_feature_name"]: float(r["value"][1])
+                for r in prometheus.query(f'ml_model_feature:fleet_drift_psi:total{{job="{JOB}"}}')}  # fmt: skip
+
+    def settled():  # every feature's rule evaluated on the final scrapes (rules run once a second)
+        psi = fleet_psi_now()
+        return set(psi) == set(offline) and all(
+            psi[f] == pytest.approx(v, rel=1e-6, abs=1e-12) for f, v in offline.items()) and psi
+
+    fleet_psi = _wait(settled, 30.0, "fleet PSI of every feature equal to the offline PSI",
+                      lambda: f"{diagnostics()}\nPrometheus {fleet_psi_now()}\noffline {offline}")
+    assert len(offline) == 31
     print(f"fleet PSI of {FEATURE}: Prometheus {fleet_psi[FEATURE]!r}, otel_mlmon.drift {offline[FEATURE]!r}")
     assert max(offline, key=offline.get) == FEATURE and offline[FEATURE] > 0.2
     shares = prometheus.query(f"ml_model_feature_bin:drift_reference_share:max{selector}")
