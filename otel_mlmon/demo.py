@@ -18,7 +18,7 @@ Everything runs in this process, with no server and no download:
    row is recorded with ``otel_mlmon.record_ground_truth`` ``--label-delay`` seconds later.
 4. **Incidents**, injected at fixed fractions of the run (see :func:`schedule`): a data drift
    (feature ``x3``, *mean area*, shifted by 1.5 standard deviations), a latency incident (the
-   model's ``predict_proba`` sleeps 8 ms per call) and a quality drop (concept change: the true
+   model's ``predict_proba`` sleeps 20 ms per call) and a quality drop (concept change: the true
    label of rows with a large *worst texture* is inverted; labels keep arriving late).
 5. **Detection from the telemetry only** (the detectors never see the schedule), every 0.25 s:
 

@@ -1,8 +1,8 @@
 """Signals watched by the incident layer: per-call ones on the hot path, worker-side ones per flush.
 
 One :class:`SignalWatch` per model and operation. Per call it updates the latency and per-row
-latency incident detectors (on log seconds: latency noise is multiplicative) and the batch size
-one (O(1) each) and, every ``ERROR_WINDOW`` calls, the
+latency incident detectors (on log seconds, latency noise being multiplicative, as the median of
+the call and the two before it) and the batch size one (O(1) each) and, every ``ERROR_WINDOW`` calls, the
 error-rate one with the window's error rate. The strongest verdict is returned so that the
 caller can annotate the span before ending it (the SDK freezes span attributes at ``end()``).
 
@@ -16,7 +16,7 @@ point per window or flush open one at the first anomalous point.
 from __future__ import annotations
 
 import threading
-from math import log
+from math import log, nan
 from typing import Any, Callable
 
 from otel_mlmon.anomaly.incident import IncidentDetector
@@ -44,7 +44,8 @@ def _incidents(make_detector: Callable[[], Any], onset: int, per_call: bool = Fa
 
 
 class SignalWatch:
-    __slots__ = ("_lock", "_latency", "_row_latency", "_batch", "_errors", "_calls", "_failures", "_name")
+    __slots__ = ("_lock", "_latency", "_row_latency", "_batch", "_errors", "_calls", "_failures", "_name",
+                 "_recent", "_recent_rows")
 
     def __init__(self, signals: tuple[str, ...], make_detector: Callable[[], Any]) -> None:
         self._lock = threading.Lock()
@@ -57,6 +58,8 @@ class SignalWatch:
         self._name = type(watched.detector).__name__ if watched is not None else ""
         self._calls = 0
         self._failures = 0
+        self._recent = (nan, nan)  # log latency of the two calls before, and per row
+        self._recent_rows = (nan, nan)
 
     def observe(self, duration: Any, rows: int | None, failed: bool, now: float) -> Verdict | None:
         """Update the detectors with one call made at ``now`` (epoch seconds); the strongest
@@ -65,15 +68,23 @@ class SignalWatch:
         best_signal = ""
         with self._lock:
             if type(duration) is float and duration > 0.0:
-                log_duration = log(duration)  # latency is multiplicative: its detectors see log seconds
+                # Latency is multiplicative: its detectors see log seconds, the median of this
+                # call and the two before it, so that one preempted or GC-paused call is not a
+                # verdict while a stall is one from its second call.
+                log_duration = log(duration)
                 incidents = self._latency
                 if incidents is not None:
-                    verdict = incidents.update(log_duration, now)
+                    before, last = self._recent
+                    self._recent = (last, log_duration)
+                    verdict = incidents.update(_median3(before, last, log_duration), now)
                     if verdict.anomalous:
                         best, best_signal = verdict, "latency"
                 incidents = self._row_latency
                 if incidents is not None and rows:
-                    verdict = incidents.update(log_duration - log(rows), now)
+                    per_row = log_duration - log(rows)
+                    before, last = self._recent_rows
+                    self._recent_rows = (last, per_row)
+                    verdict = incidents.update(_median3(before, last, per_row), now)
                     if verdict.anomalous and _stronger(verdict, best):
                         best, best_signal = verdict, "row_latency"
             incidents = self._batch
@@ -93,6 +104,15 @@ class SignalWatch:
         if best is None:
             return None
         return best_signal, self._name, float(best.score), best.alert
+
+
+def _median3(a: float, b: float, c: float) -> float:
+    """The median of three values; NaN ones (no call yet) are ignored, ``c`` never is."""
+    if a != a or b != b:
+        return c if b != b else (b + c) / 2.0 if a != a else c
+    if a > b:
+        a, b = b, a
+    return a if c < a else b if c > b else c
 
 
 def _stronger(verdict: Any, best: Any) -> bool:
