@@ -140,6 +140,8 @@ class Monitor:
     # ------------------------------------------------------------------ spans
     def start(self, model: Any, operation: str, args: tuple, kwargs: dict):
         info = state_of(model, self.adapter).op(operation, model)
+        if info.watch is None and self.anomaly_detection:
+            self._watch(info)  # one-off set-up of the detectors: before the span, not in it
         attributes = info.attributes.copy()
         rows = self.adapter.inputs(args, kwargs, attributes)
         span = self.tracer.start_span(info.span_name, kind=_INTERNAL, attributes=attributes)
