@@ -20,6 +20,9 @@ _MAX_EXCESS = 2.0  # an excess is capped at this before it is learned: bounds ho
 _EXCESS_RATE = 0.01  # learning rate of the mean excess, per exceedance
 _FLOOR = 1e-3  # sigma is at least this part of |level| (constants, and counts of one value)
 _TINY = 1e-12  # absolute floor of sigma
+_STEP_TO_SIGMA = 0.8862  # sigma / E|x_t - x_(t-1)| for independent normal values (sqrt(pi) / 2)
+_TAIL_RUN = 3  # only the first values of a run of exceedances teach the tail (longer: maybe a new level)
+_RETURN_AFTER = 3  # values ordinary under the old level, in a row, that are a return to it
 
 
 class DefaultDetector(Detector):
@@ -168,7 +171,7 @@ class DefaultDetector(Detector):
             z_before = (x - level) / sigma
             if -_TAIL_FROM <= z_before <= _TAIL_FROM and not -_TAIL_FROM <= z <= _TAIL_FROM:
                 self._back += 1
-                if self._back >= 3:
+                if self._back >= _RETURN_AFTER:
                     self._level, self._sigma, self._before, self._run = level, sigma, None, 0
                 s_before = self._surprise(z_before)
                 return _score(s if s < s_before else s_before)
@@ -205,13 +208,13 @@ class DefaultDetector(Detector):
         if self._run >= self.confirm:  # a new level: it becomes normal at once
             self._before, self._since, self._back = (self._level, self._sigma), 0, 0
             level = self._run_sum / self._run
-            # spread of the run from its steps (mean |step| of a random walk ~ 1.128 sigma)
-            sigma = 0.886 * self._run_steps / (self._run - 1)
+            # the run's spread from its steps, so that its level drift does not count as spread
+            sigma = _STEP_TO_SIGMA * self._run_steps / (self._run - 1)
             self._level = level
             self._sigma = max(sigma, self._sigma, self._floor(level))
             self._run = 0
             return
-        if self._run > 3:
+        if self._run > _TAIL_RUN:
             return  # a run in progress is not part of the tail: it may be a new level
         excess = (z if side > 0 else -z) - _TAIL_FROM
         if excess > _MAX_EXCESS:
