@@ -28,11 +28,10 @@ class IncidentDetector:
 
     An incident **opens** at the ``onset``-th anomalous value (score at or above the point
     detector's ``threshold``) outside an incident, with no value below ``clear`` between them:
-    that verdict is the alert. With ``onset`` 1
-    (the default, for series of one point per period) the first anomalous value alerts; for
-    per-call signals the instrumentation uses 5, so that one slow call, or the few calls
-    behind one garbage-collection pause, is flagged on its span but is not an incident. It stays open
-    while values keep scoring at or above ``clear`` and **closes** after ``quiet`` consecutive
+    that verdict is the alert. With ``onset`` 1 (the default, for series of one point per
+    period) the first anomalous value alerts; for per-call signals the instrumentation uses 5,
+    so that a short burst of slow calls is flagged on its spans but is not an incident. It stays
+    open while values keep scoring at or above ``clear`` and **closes** after ``quiet`` consecutive
     values below it; a later anomalous value opens a new incident, with a new alert, however
     soon. There is no cooldown in time: what ends an incident is the data returning to normal
     (or the point detector accepting a new level, see
@@ -49,7 +48,8 @@ class IncidentDetector:
         default detector's score of a one-in-a-thousand value (0.42): a value between
         ``clear`` and the threshold neither opens an incident nor counts towards closing one.
     quiet
-        Consecutive values below ``clear`` that close an incident.
+        Consecutive values below ``clear`` that close an incident (default 5: one ordinary
+        value inside a long incident does not split it in two).
     onset
         Anomalous values that open an incident.
 
