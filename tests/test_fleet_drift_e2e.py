@@ -41,10 +41,9 @@ from prom_servers import Alertmanager, Prometheus, WebhookReceiver, free_port, r
 from otel_mlmon import semconv  # noqa: E402
 from otel_mlmon.drift import PSI, DriftMonitor, attach_profile, build_profile, get_profile  # noqa: E402
 
-yaml = require_module("yaml", "PyYAML>=6.0")
 require_module("opentelemetry.exporter.prometheus", "opentelemetry-exporter-prometheus>=0.66b2")
 
-from test_prometheus_e2e import RULE_FILES, fast_alertmanager, fast_rules  # noqa: E402
+from test_prometheus_e2e import fast_alertmanager, fast_prometheus  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "collector-config"
 APP = Path(__file__).resolve().parent / "apps" / "drift_replica.py"
@@ -94,17 +93,8 @@ def fleet(tmp_path):
     with Collector(tmp_path / "rotel") as collector, WebhookReceiver() as webhook:
         am_config = fast_alertmanager((CONFIG_DIR / "alertmanager" / "alertmanager.yml").read_text(), webhook.url)
         with Alertmanager(tmp_path, am_config) as alertmanager:
-            prom_dir = tmp_path / "prometheus"
-            prom_dir.mkdir()
-            for path in RULE_FILES:
-                (prom_dir / path.name).write_text(fast_rules(path.read_text()))
-            prom_config = {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [path.name for path in RULE_FILES],
-                "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager.address]}]}]},
-                "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports]}]}],
-            }
-            with Prometheus(tmp_path, yaml.safe_dump(prom_config)) as prometheus:
+            prom_config = fast_prometheus(tmp_path, alertmanager.address, JOB, [f"127.0.0.1:{p}" for p in ports])
+            with Prometheus(tmp_path, prom_config) as prometheus:
                 replicas, outputs = [], []
                 try:
                     for i, (port, shift) in enumerate(zip(ports, SHIFTS)):

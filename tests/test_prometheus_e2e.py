@@ -56,6 +56,21 @@ def fast_rules(text: str) -> str:
     return yaml.safe_dump(document, sort_keys=False)
 
 
+def fast_prometheus(directory, alertmanager_address: str, job: str, targets: list[str]) -> str:
+    """prometheus.yml scraping ``targets`` every second, with the shipped rules made fast
+    (written to ``directory/prometheus``, where the Prometheus fixture runs)."""
+    prom_dir = directory / "prometheus"
+    prom_dir.mkdir()
+    for path in RULE_FILES:
+        (prom_dir / path.name).write_text(fast_rules(path.read_text()))
+    return yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [path.name for path in RULE_FILES],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_address]}]}]},
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
+    })  # fmt: skip
+
+
 def fast_alertmanager(text: str, webhook_url: str) -> str:
     """alertmanager.yml with 1 s grouping and every receiver posting to webhook_url/hooks/NAME."""
     document = yaml.safe_load(text)
@@ -173,17 +188,8 @@ def stack(tmp_path_factory):
         with WebhookReceiver() as webhook:
             am_config = fast_alertmanager((CONFIG_DIR / "alertmanager" / "alertmanager.yml").read_text(), webhook.url)
             with Alertmanager(tmp, am_config) as alertmanager:
-                prom_dir = tmp / "prometheus"
-                prom_dir.mkdir()
-                for path in RULE_FILES:
-                    (prom_dir / path.name).write_text(fast_rules(path.read_text()))
-                prom_config = {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [path.name for path in RULE_FILES],
-                    "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager.address]}]}]},
-                    "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{app.port}"]}]}],
-                }
-                with Prometheus(tmp, yaml.safe_dump(prom_config)) as prometheus:
+                prom_config = fast_prometheus(tmp, alertmanager.address, JOB, [f"127.0.0.1:{app.port}"])
+                with Prometheus(tmp, prom_config) as prometheus:
                     yield Stack(app, prometheus, alertmanager, webhook)
     finally:
         app.close()
