@@ -399,7 +399,7 @@ Started {_esc(summary['started_at'])}, otel-mlmon {_esc(summary['otel_mlmon_vers
 95th percentile over the last 0.5 s, and every span the inline detector flagged <code>ml.anomaly=true</code>.</p>
 {_latency_plot(summary, series)}
 <h2>Data drift per feature</h2><p class="note"><code>ml.drift.score{{ml.drift.method=psi}}</code> of the features that drifted most
-(the monitor exports the scores of its 10 most drifted features). A feature counts as drifted when its PSI is &ge; 0.1
+(the monitor exports the scores of every feature, up to 64, as stable series). A feature counts as drifted when its PSI is &ge; 0.1
 <em>and</em> its KS test is significant (p &lt; 0.01 over the features tested); <code>ml.drift.share</code> is the share of such features.
 Features that did not drift stay around PSI 0.05: the sampling noise of a window of
 {settings['instrument'].get('drift_window_rows', 1000)} rows (otel-mlmon's default window).</p>

@@ -234,7 +234,7 @@ Cardinality cap: per model, bin counts (``ml.drift.bin.count``), reference share
 (``ml.drift.reference.share``) and data-quality series are exported for the first this many
 features of the reference profile, chosen when the profile is loaded (stable series, never
 reshuffled by what drifts); events of later features are reported as ``_other``. Drift scores
-(``ml.drift.score``) cover the 10 most drifted features and the output. Default: ``64``.
+(``ml.drift.score``) cover the same features and the output. Default: ``64``.
 """
 
 OTEL_MLMON_PROFILE_ON_FIT = "OTEL_MLMON_PROFILE_ON_FIT"

@@ -88,3 +88,14 @@ def test_cardinality_per_model(served):
     quality = {(a[semconv.ML_FEATURE_NAME], a[semconv.ML_DATA_QUALITY_ISSUE])
                for a, _ in _points(telemetry, semconv.DATA_QUALITY_COUNT)}  # fmt: skip
     assert len(quality) <= (30 + 3) * 6
+
+
+def test_drift_scores_for_every_feature_in_stable_series(served):
+    """ml.drift.score covers every exported feature and the output, whatever drifts now, so a
+    feature's series has no gaps (it used to cover the 10 most drifted ones: series came and
+    went as the ranking changed); at most (30 + 1) x 4 methods series per model."""
+    telemetry, X = served
+    points = _points(telemetry, semconv.DRIFT_SCORE)
+    features = {a[semconv.ML_FEATURE_NAME] for a, _ in points}
+    assert features == set(X.columns) | {"_output"}
+    assert len({(a[semconv.ML_FEATURE_NAME], a[semconv.ML_DRIFT_METHOD]) for a, _ in points}) <= (30 + 1) * 4

@@ -40,8 +40,9 @@ values below the reference minimum) and an ``overflow`` bin (above the maximum),
 reference has no rows: values beyond the reference range are visible as bins (and PSI / KS see
 them) as well as ``out_of_range`` events. A categorical feature has its top-K slots and other.
 
-**Cardinality.** ``observations()`` reports scores only for the ``top_k`` (default 10) most
-drifted features (drifted first, then by PSI) plus ``_output``; ``share`` covers all features.
+**Cardinality.** ``observations()`` reports scores for the exported features (the first
+``max_features``, below) plus ``_output``, so their series are stable; with ``top_k`` set, only
+for the ``top_k`` most drifted (drifted first, then by PSI). ``share`` covers all features.
 Bin counts (and :meth:`DriftMonitor.reference_shares`) cover the first ``max_features``
 (default 64) features of the profile and ``_output``, fixed when the profile is loaded;
 data-quality events of features beyond that are reported as ``_other``. Whole-input
@@ -127,7 +128,7 @@ _CATEGORICAL_METHODS = ("psi", "jensen_shannon", "chi_square")
 DEFAULT_SAMPLE_ROWS = 256
 DEFAULT_MAX_ROWS_PER_SECOND = 2000.0
 DEFAULT_MAX_FEATURES = 64
-DEFAULT_TOP_K = 10
+DEFAULT_TOP_K = None  # scores for every exported feature (stable series)
 DEFAULT_THRESHOLD = 0.1
 DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_ROWS = 100
@@ -146,7 +147,7 @@ class DriftMonitor:
         window_seconds: float | None = None,
         window_buckets: int = DEFAULT_BUCKETS,
         max_features: int = DEFAULT_MAX_FEATURES,
-        top_k: int = DEFAULT_TOP_K,
+        top_k: int | None = DEFAULT_TOP_K,
         sample_rows: int = DEFAULT_SAMPLE_ROWS,
         max_rows_per_second: float | None = DEFAULT_MAX_ROWS_PER_SECOND,
         threshold: float = DEFAULT_THRESHOLD,
@@ -157,8 +158,10 @@ class DriftMonitor:
     ) -> None:
         if profile is not None and not isinstance(profile, ReferenceProfile):
             raise TypeError(f"profile must be a ReferenceProfile or None, got {type(profile).__name__}")
-        for name, value, minimum in (("max_features", max_features, 0), ("top_k", top_k, 0),
-                                     ("sample_rows", sample_rows, 1), ("min_rows", min_rows, 1)):  # fmt: skip
+        checks = [("max_features", max_features, 0), ("sample_rows", sample_rows, 1), ("min_rows", min_rows, 1)]
+        if top_k is not None:
+            checks.append(("top_k", top_k, 0))
+        for name, value, minimum in checks:
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
         if max_rows_per_second is not None and (isinstance(max_rows_per_second, bool) or not max_rows_per_second > 0):
@@ -364,7 +367,10 @@ class DriftMonitor:
         share = len(drifted) / len(inputs) if inputs else None
         scores: dict[tuple[str, str], float] = {}
         p_values: dict[tuple[str, str], float] = {}
-        chosen = [f for f, _ in ranked[: self.top_k]]
+        if self.top_k is None:  # the fixed set of exported features: series never reshuffle
+            chosen = [f for f in self._features if f.exported and f.name in verdicts]
+        else:
+            chosen = [f for f, _ in ranked[: self.top_k]]
         if self._output is not None and self._output.name in verdicts:
             chosen.append(self._output)
         for f in chosen:
