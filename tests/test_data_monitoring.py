@@ -183,3 +183,22 @@ def test_small_dataframe_calls_are_charged_their_per_call_cost(make_telemetry, d
     telemetry.instrumentor.force_flush()
     rows = sum(p.value for _, p in _values(telemetry, semconv.DATA_ROW_COUNT, **{semconv.ML_MODEL_NAME: "frames"}))
     assert 1 <= rows <= (1000 + 1000 * elapsed) / MIN_CHARGE_ROWS + 1, (rows, elapsed)
+
+
+def test_drift_and_rows_are_current_at_the_first_collection_after_traffic(make_telemetry):
+    """No lag: a collection right after the calls (no sleep, no flush) already reads the drift
+    and the rows those calls caused (the worker drains before the observables are read)."""
+    telemetry = make_telemetry()
+    X, y = load_breast_cancer(return_X_y=True)
+    model = otel_mlmon.set_model_info(LogisticRegression(max_iter=5000), name="current").fit(X, y)
+    shifted = X.copy()
+    shifted[:, 3] += 3 * X[:, 3].std()
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        model.predict(shifted[rng.integers(0, len(X), 100)])
+    points: dict[str, list] = {}
+    for name, _, a, p in telemetry.points():  # one collection
+        if a.get(semconv.ML_MODEL_NAME) == "current":
+            points.setdefault(name, []).append(p.value)
+    assert points[semconv.DATA_ROW_COUNT.name] == [1200]
+    assert points[semconv.DRIFT_SHARE.name] and points[semconv.DRIFT_SHARE.name][0] > 0
