@@ -41,6 +41,9 @@ class Telemetry:
         )
 
     def spans(self):
+        """Finished spans; the provider's flush first lets the recording worker end the spans of
+        the calls made so far (it ends them after judging each call)."""
+        self.tracer_provider.force_flush()
         return list(self.exporter.get_finished_spans())
 
     def clear(self):

@@ -18,7 +18,7 @@ import functools
 import logging
 import threading
 from contextvars import ContextVar
-from time import perf_counter, time
+from time import perf_counter, perf_counter_ns
 from typing import Any, Callable
 
 import numpy as np
@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_contex
 
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
+from otel_mlmon._internal import clock, span_flush
 from otel_mlmon._internal.recorder import acquire_recorder, error_type_of, release_recorder
 from otel_mlmon._internal.resources import register_resource_metrics
 from otel_mlmon._internal.signals import SignalWatch
@@ -100,11 +101,18 @@ class Monitor:
                 self._processor = install(tracer_provider, settings, meter_provider)
                 if self._processor is not None:
                     self.recorder.alerter = self._processor
+                    if self._processor.sampling_ratio < 1.0:
+                        self.recorder.tail = self._processor
                     with _PROCESSOR_LOCK:
                         _PROCESSOR_USERS[id(self._processor)] = _PROCESSOR_USERS.get(id(self._processor), 0) + 1
             except Exception as exc:  # noqa: BLE001 - tracing goes on without it
                 self.recorder.internal_error("anomaly_processor", exc)
         self._tracer_provider = tracer_provider
+        self._flush_hook: Any = None
+        try:
+            self._flush_hook = span_flush.register(tracer_provider, self.recorder, self._processor)
+        except Exception as exc:  # noqa: BLE001 - spans still end at the worker's next drain
+            self.recorder.internal_error("span_flush", exc)
         self.resources = register_resource_metrics(meter, meter_provider, settings)
 
     def force_flush(self, timeout_millis: float = 30_000) -> bool:
@@ -122,6 +130,11 @@ class Monitor:
         if self._closed:
             return True
         self._closed = True
+        self.recorder.flush()  # end the queued spans while every processor is still in place
+        try:
+            span_flush.unregister(self._tracer_provider, self._flush_hook, self.recorder)
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.internal_error("span_flush", exc)
         processor, self._processor = self._processor, None
         if processor is not None:
             with _PROCESSOR_LOCK:
@@ -138,13 +151,13 @@ class Monitor:
         return release_recorder(self.recorder, timeout_millis)
 
     # ------------------------------------------------------------------ spans
-    def start(self, model: Any, operation: str, args: tuple, kwargs: dict):
+    def start(self, model: Any, operation: str, args: tuple, kwargs: dict, start_ns: int | None = None):
         info = state_of(model, self.adapter).op(operation, model)
         if info.watch is None and self.anomaly_detection:
             self._watch(info)  # one-off set-up of the detectors: before the span, not in it
         attributes = info.attributes.copy()
         rows = self.adapter.inputs(args, kwargs, attributes)
-        span = self.tracer.start_span(info.span_name, kind=_INTERNAL, attributes=attributes)
+        span = self.tracer.start_span(info.span_name, kind=_INTERNAL, attributes=attributes, start_time=start_ns)
         return span, info, rows
 
     def traced_call(
@@ -152,31 +165,36 @@ class Monitor:
     ) -> Any:
         """A top-level inference call: span, timing, record. Calls ``original`` exactly once.
 
+        One clock serves span and metric: ``perf_counter_ns`` before and after the call, the
+        span's start and end times are those readings on the wall clock (``clock.epoch_ns``),
+        so the span lasts exactly the duration recorded. The span is ended by the recording
+        worker, after the detectors have judged the call (see ``Recorder._end_spans``).
         ``gpu`` (PyTorch on CUDA only) times asynchronous GPU work, see ``CudaTiming``.
         """
+        started = perf_counter_ns()
         try:
-            span, info, rows = self.start(model, operation, args, kwargs)
+            span, info, rows = self.start(model, operation, args, kwargs, started + clock.offset_ns)
             context_token = attach(set_span_in_context(span))
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("start", exc)
             return original(model, *args, **kwargs)
         active_token = ACTIVE.set(INFERENCE)
-        started = perf_counter()
         gpu_state = None if gpu is None else self._gpu_begin(gpu)
         try:
             result = original(model, *args, **kwargs)
         except BaseException as exc:
-            duration = perf_counter() - started
+            ended = perf_counter_ns()
             ACTIVE.reset(active_token)
             detach(context_token)
-            self.fail(span, info, rows, exc, duration)
+            self.fail(span, info, rows, exc, started, ended)
             raise
-        duration = perf_counter() - started
+        ended = perf_counter_ns()
+        duration: Any = (ended - started) * 1e-9
         if gpu is not None:
-            duration = self._gpu_end(gpu, gpu_state, duration, started)
+            duration = self._gpu_end(gpu, gpu_state, duration, started * 1e-9)
         ACTIVE.reset(active_token)
         detach(context_token)
-        self.finish(span, info, rows, result, duration, model, args, kwargs)
+        self.finish(span, info, rows, result, duration, ended, model, args, kwargs)
         return result
 
     def _gpu_begin(self, gpu: Any) -> Any:
@@ -255,42 +273,23 @@ class Monitor:
             detector.threshold = self.settings.anomaly_threshold
         return detector
 
-    def _judge(self, span, info: OpInfo, duration: Any, rows: int | None, failed: bool, now: float):
-        """Run the incident detectors; annotate the span (before it ends) when a signal is
-        anomalous, and mark it as the alert when it opened an incident."""
-        watch = info.watch if info.watch is not None else self._watch(info)
-        if watch is None:
-            return None
+    def finish(self, span, info, rows, result: Any, duration: Any, ended: int, model: Any, args: tuple,
+               kwargs: dict) -> None:  # fmt: skip
+        """Hand the call to the recording worker, which judges it, ends its span and records it."""
         try:
-            verdict = watch.observe(duration, rows, failed, now)
-        except Exception as exc:  # noqa: BLE001
-            self.recorder.internal_error("anomaly_detection", exc)
-            return None
-        if verdict is not None:
-            signal, detector, score, alert = verdict
-            attributes = {semconv.ML_ANOMALY: True, semconv.ML_ANOMALY_SCORE: score,
-                          semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: detector}  # fmt: skip
-            if alert:
-                attributes[semconv.ML_ANOMALY_ALERT] = True
-            span.set_attributes(attributes)
-        return verdict
-
-    def finish(self, span, info, rows, result: Any, duration: Any, model: Any, args: tuple, kwargs: dict) -> None:
-        try:
-            now = time()  # one wall-clock read for the detectors and the data capture
-            verdict = self._judge(span, info, duration, rows, False, now)
-            span.end()
+            end_ns = ended + clock.offset_ns
             mode = info.key.output
             output = None if mode is None else self.adapter.snapshot(result, mode)
             data = info.data
             if data is None:
                 data = self._data_state(info, model)
-            capture = None if data is False else self.recorder.data.capture(data, args, kwargs, rows, now)
-            self.recorder.submit((info.key, duration, rows, None, output, verdict, capture))
+            capture = None if data is False else self.recorder.data.capture(data, args, kwargs, rows, end_ns * 1e-9)
+            self.recorder.submit((info.key, duration, rows, None, output, info.watch, capture, span, end_ns))
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("finish", exc)
+            _end_quietly(span)
 
-    def fail(self, span, info, rows, exc: BaseException, duration: Any) -> None:
+    def fail(self, span, info, rows, exc: BaseException, started: int, ended: int) -> None:
         try:
             etype = error_type_of(exc)
             span.set_attribute(semconv.ERROR_TYPE, etype)
@@ -300,11 +299,11 @@ class Monitor:
             else:
                 span.add_event("exception", {"exception.type": etype})
                 span.set_status(Status(StatusCode.ERROR, etype))
-            verdict = self._judge(span, info, None, None, True, time())
-            span.end()
-            self.recorder.submit((info.key, duration, rows, etype, None, verdict, None))
+            duration = (ended - started) * 1e-9
+            self.recorder.submit((info.key, duration, rows, etype, None, info.watch, None, span, ended + clock.offset_ns))
         except Exception as internal:  # noqa: BLE001
             self.recorder.internal_error("fail", internal)
+            _end_quietly(span)
 
     def detail(self, original: Callable, operation: str, model: Any, args: tuple, kwargs: dict) -> Any:
         """A nested call under ``detail_spans``: a child span, no metrics."""
@@ -326,6 +325,14 @@ class Monitor:
         finally:
             detach(token)
             span.end()
+
+
+def _end_quietly(span: Any) -> None:
+    """End a span that could not be handed to the worker (never raises)."""
+    try:
+        span.end()
+    except Exception:  # noqa: BLE001, S110 - already counted by the caller
+        pass
 
 
 class Holder:

@@ -22,6 +22,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_mlmon import semconv
+from otel_mlmon._internal import clock
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.data import DataPlane
 from otel_mlmon._internal.outputs import as_float, probabilities
@@ -41,8 +42,8 @@ def snapshot_array(result: np.ndarray) -> np.ndarray:
 
 _QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
-# record = (key, duration_s, rows, error_type, output, anomaly verdict or None,
-#           data capture (DataPlane.capture) or None)
+# record = (key, duration_s, rows, error_type, output, SignalWatch or None,
+#           data capture (DataPlane.capture) or None, span (ended by the worker), end time ns)
 Record = tuple
 
 
@@ -119,7 +120,9 @@ class Recorder:
     def _configure(self, settings: Settings) -> None:
         self._settings = settings
         self._capacity = settings.queue_size
-        self._wake_at = max(1, settings.queue_size // 4)
+        # Queued records hold their (not yet ended) spans: the worker is woken well before the
+        # queue is full, so that the spans waiting for it stay few (memory) and recent (latency).
+        self._wake_at = max(1, min(settings.queue_size // 4, 1024))
         self._interval = settings.flush_interval_ms / 1000.0
 
     def _init_sync(self) -> None:
@@ -187,6 +190,7 @@ class Recorder:
         self.data = DataPlane(meter, self._settings, self.internal_error, lambda: (r := ref()) is not None and r.flush())
         self.data.on_anomaly = self._worker_anomaly
         self.alerter: Any = None  # the AnomalyDetectionSpanProcessor installed with this recorder
+        self.tail: Any = None  # that processor when it samples (ratio < 1): it waits for verdicts
 
     def _start_worker(self) -> None:
         worker = threading.Thread(target=self._run, name="otel-mlmon-recorder", daemon=True)
@@ -205,7 +209,11 @@ class Recorder:
         queue = self._queue
         if len(queue) >= self._capacity:
             self._dropped.add(1)
+            record[7].end(end_time=record[8])  # the span is not lost, only its verdict and metrics
             return
+        tail = self.tail
+        if tail is not None:
+            tail.hold_trace(record[7])
         queue.append(record)
         if len(queue) >= self._wake_at:
             self._wake.set()
@@ -244,6 +252,8 @@ class Recorder:
                 except IndexError:
                     pass
                 if records:
+                    clock.refresh()
+                    self._end_spans(records)
                     self._record(records)
             return True
         except Exception as exc:  # noqa: BLE001
@@ -291,11 +301,53 @@ class Recorder:
             self._metric_attrs[key] = attrs
         return attrs
 
+    def _end_spans(self, records: list[Record]) -> None:
+        """Judge each call with its model's detectors, in call order, and end its span carrying
+        the verdict (``records`` is rewritten in place: the watch becomes the verdict, a CUDA
+        timing becomes seconds). A failure here never leaves a span open."""
+        observe_failed = False
+        tail = self.tail
+        for index, (key, duration, rows, error, output, watch, data, span, end_ns) in enumerate(records):
+            verdict = None
+            try:
+                if type(duration) is not float:  # CUDA event timing, resolved here, off the call
+                    try:
+                        duration = float(duration.seconds())
+                    except Exception as exc:  # noqa: BLE001
+                        self.internal_error("cuda_timing", exc)
+                        duration = None
+                if watch is not None:
+                    try:
+                        if error is None:
+                            verdict = watch.observe(duration, rows, False, end_ns * 1e-9)
+                        else:  # a failed call counts for the error rate only
+                            verdict = watch.observe(None, None, True, end_ns * 1e-9)
+                    except Exception as exc:  # noqa: BLE001
+                        if not observe_failed:
+                            observe_failed = True
+                            self.internal_error("anomaly_detection", exc)
+                if verdict is not None and span.is_recording():
+                    signal, detector, score, alert = verdict
+                    attributes = {semconv.ML_ANOMALY: True, semconv.ML_ANOMALY_SCORE: score,
+                                  semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: detector}  # fmt: skip
+                    if alert:
+                        attributes[semconv.ML_ANOMALY_ALERT] = True
+                    span.set_attributes(attributes)
+            except Exception as exc:  # noqa: BLE001
+                self.internal_error("end_span", exc)
+            try:
+                span.end(end_time=end_ns)
+                if tail is not None:
+                    tail.release_trace(span)
+            except Exception as exc:  # noqa: BLE001
+                self.internal_error("end_span", exc)
+            records[index] = (key, duration, rows, error, output, verdict, data, None, None)
+
     def _record(self, records: list[Record]) -> None:
         groups: dict[MetricKey, _Aggregate] = {}
         anomalies: dict[tuple, int] = {}
         data_items = []
-        for key, duration, rows, error, output, verdict, data in records:
+        for key, duration, rows, error, output, verdict, data, _, _ in records:
             if data is not None:
                 data_items.append((data, output))
             if verdict is not None:
@@ -304,12 +356,8 @@ class Recorder:
             agg = groups.get(key)
             if agg is None:
                 agg = groups[key] = _Aggregate()
-            if type(duration) is not float:  # CUDA event timing, resolved here, off the call
-                try:
-                    duration = float(duration.seconds())
-                except Exception as exc:  # noqa: BLE001
-                    self.internal_error("cuda_timing", exc)
-                    continue
+            if duration is None:  # CUDA timing that failed (counted in _end_spans)
+                continue
             if error is None:
                 agg.durations.append(duration)
                 if rows is not None:

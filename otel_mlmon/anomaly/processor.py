@@ -42,6 +42,8 @@ _logger = logging.getLogger("otel_mlmon")
 _TRACE_ID_MASK = (1 << 64) - 1
 _MAX_INCIDENTS = 10_000
 _MAX_FLAGGED_TRACES = 4096  # traces with an anomalous or error span, whose later spans are kept
+_MAX_PENDING_TRACES = 65536  # traces with an instrumented span not yet judged (one per queued call at most)
+_MAX_HELD_SPANS = 4096  # spans of such traces held until the judgement, when the ratio would drop them
 
 
 class LogRecordSink:
@@ -109,6 +111,12 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
         self._lock = threading.Lock()
         self._incidents: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._flagged: OrderedDict[int, str] = OrderedDict()  # trace id -> reason
+        # Tail of the sampling decision (ratio < 1 only): the instrumentation judges a call on its
+        # recording worker, after the call's parents (a request span) may have ended. Spans the
+        # ratio would drop, of a trace with a call not judged yet, wait here for that judgement.
+        self._pending: dict[int, int] = {}  # trace id -> calls not judged yet
+        self._held: OrderedDict[int, list] = OrderedDict()  # trace id -> spans waiting
+        self._held_count = 0
         sinks: list[Any] = []
         if log_alerts:
             sinks.append(LogRecordSink(logger_provider))
@@ -117,6 +125,9 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
             sinks.append(WebhookSink(webhook_url, cooldown_s=self.cooldown_s))
         self._dispatcher = AlertDispatcher(sinks) if sinks else None
         self._counts_key = _COUNTS.register(meter_provider)
+        # Called first by force_flush() and shutdown(): the instrumentation's recording worker
+        # ends its spans, and a flush must first let it end those queued so far.
+        self.before_flush: list[Callable[[], Any]] = []
 
     # ------------------------------------------------------------------ SpanProcessor
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -142,9 +153,16 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
             elif self._bound <= _TRACE_ID_MASK:
                 trace_id = span.context.trace_id
                 keep = (trace_id & _TRACE_ID_MASK) < self._bound
-                if not keep and self._flagged:
+                if not keep and (self._flagged or self._pending):
                     with self._lock:
                         flagged = self._flagged.get(trace_id)
+                        overflow = None
+                        if flagged is None and trace_id in self._pending:
+                            overflow = self._hold(trace_id, span)
+                    if overflow is not None:
+                        for oldest, spans in overflow:
+                            self._settle(oldest, spans)
+                        return  # decided when the trace's pending calls are judged
                     if flagged is not None:
                         keep, reason = True, flagged
             _COUNTS.span(self._counts_key, keep, reason)
@@ -154,15 +172,95 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
             self.processor.on_end(span)
 
     def shutdown(self) -> None:
+        self._before_flush()
+        self._settle_held()
         if self._dispatcher is not None:
             self._dispatcher.shutdown()
         self.processor.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1e3
+        self._before_flush()
+        self._settle_held()
         ok = self._dispatcher.force_flush(timeout_millis) if self._dispatcher is not None else True
         remaining = max(deadline - time.monotonic(), 0.0) * 1e3
         return self.processor.force_flush(int(remaining)) and ok
+
+    # ------------------------------------------------------------------ tail of the decision
+    def hold_trace(self, span: Any) -> None:
+        """The instrumentation queued ``span`` (not yet ended) for judgement: until
+        :meth:`release_trace`, spans of its trace that the ratio would drop wait (bounded)."""
+        if self._bound > _TRACE_ID_MASK or not span.is_recording():
+            return
+        trace_id = span.context.trace_id
+        if (trace_id & _TRACE_ID_MASK) < self._bound:
+            return  # kept by the ratio anyway
+        held = None
+        with self._lock:
+            self._pending[trace_id] = self._pending.get(trace_id, 0) + 1
+            if len(self._pending) > _MAX_PENDING_TRACES:  # the oldest stops waiting
+                oldest = next(iter(self._pending))
+                del self._pending[oldest]
+                held = self._held.pop(oldest, None)
+                if held:
+                    self._held_count -= len(held)
+        if held:
+            self._settle(oldest, held)
+
+    def release_trace(self, span: Any) -> None:
+        """``span`` was judged and ended: its trace's held spans are kept if the trace was
+        flagged (anomaly or error), dropped otherwise, once no call of it is pending."""
+        if self._bound > _TRACE_ID_MASK or not self._pending:
+            return
+        trace_id = span.context.trace_id
+        with self._lock:
+            pending = self._pending.get(trace_id)
+            if pending is None:
+                return
+            if pending > 1:
+                self._pending[trace_id] = pending - 1
+                return
+            del self._pending[trace_id]
+            held = self._held.pop(trace_id, None)
+            if held:
+                self._held_count -= len(held)
+        if held:
+            self._settle(trace_id, held)
+
+    def _hold(self, trace_id: int, span: ReadableSpan) -> list:
+        """Under ``self._lock``: hold ``span``; returns the spans pushed out (the oldest
+        trace's, decided without waiting), to settle once the lock is released."""
+        self._held.setdefault(trace_id, []).append(span)
+        self._held_count += 1
+        overflow: list = []
+        while self._held_count > _MAX_HELD_SPANS:
+            oldest, spans = self._held.popitem(last=False)
+            self._held_count -= len(spans)
+            overflow.append((oldest, spans))
+        return overflow
+
+    def _settle_held(self) -> None:
+        """Decide every held span now (flush, shutdown: the calls queued so far were judged)."""
+        with self._lock:
+            held, self._held, self._held_count = self._held, OrderedDict(), 0
+            self._pending.clear()
+        for trace_id, spans in held.items():
+            self._settle(trace_id, spans)
+
+    def _settle(self, trace_id: int, spans: list) -> None:
+        with self._lock:
+            reason = self._flagged.get(trace_id)
+        for span in spans:
+            _COUNTS.span(self._counts_key, reason is not None, reason or "ratio")
+            if reason is not None:
+                self.processor.on_end(span)
+
+    def _before_flush(self) -> None:
+        for hook in list(self.before_flush):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - flushing goes on
+                _logger.debug("AnomalyDetectionSpanProcessor: a flush hook failed", exc_info=True)
 
     def _flag(self, trace_id: int, reason: str) -> None:
         """Remember that ``trace_id`` has an anomalous or error span (bounded)."""

@@ -1,0 +1,166 @@
+"""Detectors run on the recording worker, which ends each call's span with its verdict (issue 15).
+
+What must hold after the move: one clock serves span and metric (a span lasts exactly its
+duration point); the verdicts are those of the same detectors fed the same calls in order (the
+move changes where they run, not what they decide); no span is lost or left open, however
+spans end (worker drain, provider flush, shutdown, full queue); with a sampling ratio below 1
+the parents of an anomalous call, which end before the worker judges it, are still kept.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from otel_mlmon import semconv
+from otel_mlmon._internal.signals import SignalWatch
+from otel_mlmon.anomaly import default_detector
+
+X, y = load_iris(return_X_y=True)
+
+
+class Stalls(LogisticRegression):
+    """``delay`` seconds per predict (a latency incident when set)."""
+
+    delay = 0.0
+
+    def predict(self, X):
+        if self.delay:
+            time.sleep(self.delay)
+        return super().predict(X)
+
+
+@pytest.fixture
+def model():
+    clf = Stalls(max_iter=500).fit(X, y)
+    yield clf
+    Stalls.delay = 0.0
+
+
+def _durations(telemetry):
+    (point,) = [p for _, _, _, p in telemetry.points(semconv.INFERENCE_DURATION.name)]
+    return point
+
+
+def test_span_lasts_exactly_its_duration_point(telemetry, model):
+    for i in range(300):
+        model.predict(X[i % 150:i % 150 + 1])
+    spans = telemetry.spans()
+    assert len(spans) == 300
+    point = _durations(telemetry)
+    assert point.count == 300
+    span_seconds = sum(s.end_time - s.start_time for s in spans) / 1e9
+    # One clock reading at each end of the call serves both; only the float sum differs.
+    assert span_seconds == pytest.approx(point.sum, rel=1e-6, abs=300e-9)
+    assert all(s.end_time >= s.start_time for s in spans)
+
+
+def test_verdicts_are_those_of_the_same_detectors_fed_the_same_calls(telemetry, model):
+    """Replaying the exported span durations through a fresh SignalWatch in call order gives
+    the verdicts the worker put on the spans, call for call."""
+    rng = np.random.default_rng(4)
+    for n in range(700):
+        Stalls.delay = 0.03 if 400 <= n < 410 else 0.0
+        rows = int(rng.integers(1, 4))
+        model.predict(X[:rows])
+    Stalls.delay = 0.0
+    spans = sorted(telemetry.spans(), key=lambda s: s.start_time)
+    assert len(spans) == 700
+    replay = SignalWatch(("latency", "row_latency", "batch_size", "error_rate"), default_detector)
+    expected = []
+    for s in spans:
+        verdict = replay.observe((s.end_time - s.start_time) / 1e9, s.attributes[semconv.ML_BATCH_SIZE], False,
+                                 s.end_time / 1e9)
+        expected.append(None if verdict is None else (verdict[0], verdict[3]))
+    got = [(s.attributes[semconv.ML_ANOMALY_SIGNAL], bool(s.attributes.get(semconv.ML_ANOMALY_ALERT)))
+           if s.attributes.get(semconv.ML_ANOMALY) else None for s in spans]
+    assert got == expected
+    assert any(g is not None and g[1] for g in got[400:420]), "the stall opened an incident"
+
+
+def test_spans_end_without_any_flush_within_the_flush_interval(make_telemetry, model):
+    session = make_telemetry(flush_interval_ms=50)
+    model.predict(X[:2])
+    deadline = time.monotonic() + 5.0
+    while not session.exporter.get_finished_spans() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(session.exporter.get_finished_spans()) == 1
+
+
+def test_uninstrument_and_provider_shutdown_end_every_queued_span(make_telemetry, model):
+    session = make_telemetry(flush_interval_ms=60_000)
+    for _ in range(50):
+        model.predict(X[:1])
+    session.instrumentor.uninstrument()
+    assert len(session.exporter.get_finished_spans()) == 50
+    session.instrumentor.instrument(tracer_provider=session.tracer_provider, meter_provider=session.meter_provider,
+                                    flush_interval_ms=60_000)  # fmt: skip
+    for _ in range(30):
+        model.predict(X[:1])
+    session.tracer_provider.shutdown()  # the SDK's exit hook does this
+    assert len(session.exporter.get_finished_spans()) == 80
+
+
+def test_a_full_queue_still_ends_every_span(make_telemetry, model):
+    session = make_telemetry(queue_size=16, flush_interval_ms=60_000)
+    recorder = session.instrumentor._holder.monitor.recorder
+    with recorder._lock:  # hold the worker off so that the queue fills up
+        for _ in range(40):
+            model.predict(X[:1])
+        ended_by_callers = len(session.exporter.get_finished_spans())
+    assert ended_by_callers == 40 - 16  # the calls that found the queue full ended their own span
+    assert len(session.spans()) == 40
+
+
+def test_threads_lose_no_span_and_no_detector_update(make_telemetry, model):
+    session = make_telemetry()
+    threads_n, calls = 8, 1000
+    barrier = threading.Barrier(threads_n)
+
+    def work():
+        barrier.wait()
+        for _ in range(calls):
+            model.predict(X[:1])
+
+    threads = [threading.Thread(target=work) for _ in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans = session.spans()
+    assert len(spans) == threads_n * calls
+    assert _durations(session).count == threads_n * calls
+    watch = session.instrumentor._holder.monitor._watches  # one SignalWatch for the model
+    (signal_watch,) = watch.values()
+    assert signal_watch._latency.detector.seen == threads_n * calls  # every call judged once
+    assert not [p for _, _, _, p in session.points(semconv.MONITOR_DROPPED_COUNT.name)]
+
+
+def test_parents_of_an_anomalous_call_are_kept_at_a_low_sampling_ratio(make_telemetry, model):
+    """A request span around predict ends before the worker judges the call; at ratio 0 it
+    waits (bounded) for that judgement: kept with an anomalous call, dropped with a normal one."""
+    session = make_telemetry(sampling_ratio=0.0)
+    tracer = session.tracer_provider.get_tracer("service")
+    for i in range(300):
+        with tracer.start_as_current_span("request"):
+            model.predict(X[i % 150:i % 150 + 1])
+    assert session.spans() == [] or all(s.attributes.get(semconv.ML_ANOMALY) or s.name == "request"
+                                        for s in session.spans())
+    session.clear()
+    Stalls.delay = 0.2
+    for i in range(6):
+        with tracer.start_as_current_span("request"):
+            model.predict(X[i:i + 1])
+    Stalls.delay = 0.0
+    spans = session.spans()
+    anomalous = [s for s in spans if s.attributes.get(semconv.ML_ANOMALY)]
+    assert anomalous, "the stall is anomalous"
+    requests = {s.context.trace_id for s in spans if s.name == "request"}
+    assert {s.context.trace_id for s in anomalous} <= requests, "each anomalous call's request span is kept"
+    processor = session.instrumentor._holder.monitor._processor
+    assert not processor._held and not processor._pending  # nothing left waiting after the flush
