@@ -108,7 +108,7 @@ OTEL_MLMON_ANOMALY_DETECTION = "OTEL_MLMON_ANOMALY_DETECTION"
 .. envvar:: OTEL_MLMON_ANOMALY_DETECTION
 
 ``true`` runs the streaming detectors on every top-level call's signals (latency, batch size,
-error rate) before its span ends; an anomalous call's span carries ``ml.anomaly.*`` attributes
+error rate) on the recording worker, which then ends its span; an anomalous call's span carries ``ml.anomaly.*`` attributes
 and is counted in ``ml.anomaly.count``. Default: ``true``.
 """
 
@@ -116,7 +116,7 @@ OTEL_MLMON_ANOMALY_SIGNALS = "OTEL_MLMON_ANOMALY_SIGNALS"
 """
 .. envvar:: OTEL_MLMON_ANOMALY_SIGNALS
 
-Comma-separated signals watched by the detectors. Per call, judged before the span ends (the
+Comma-separated signals watched by the detectors. Per call, judged on the recording worker before it ends the call's span (the
 span carries the verdict): ``latency``, ``row_latency`` (latency per input row),
 ``batch_size``, ``error_rate`` (over windows of 50 calls). On the recording worker, one point
 per flush (the verdict is counted and alerted, spans have ended): ``output`` (mean regressor

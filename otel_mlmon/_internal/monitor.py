@@ -1,9 +1,11 @@
 """The per-call hot path, shared by every framework.
 
 A wrapped inference method does, per top-level call: two context-variable reads, one cached
-state lookup, one span start/end with its attributes, two ``perf_counter`` reads and one
-``deque.append``. Everything else (metric aggregation, output statistics) happens on the
-recorder's worker. Nested calls (a pipeline's steps, an ensemble's members, ``super()``
+state lookup, one span start with its attributes, two ``perf_counter_ns`` reads (the one clock
+of span and metric) and one ``deque.append`` of the call's record, its span still open.
+Everything else happens on the recorder's worker: the per-call detectors, in call order, put
+their verdict on the span and end it at the call's end time; then metric aggregation and
+output statistics. Nested calls (a pipeline's steps, an ensemble's members, ``super()``
 calls) and calls made while fitting or evaluating (``score``, scorers, cross-validation) pass
 straight through.
 

@@ -1,10 +1,11 @@
-"""Signals watched by the incident layer: per-call ones on the hot path, worker-side ones per flush.
+"""Signals watched by the incident layer: per-call ones per queued call, worker-side ones per flush.
 
 One :class:`SignalWatch` per model and operation. Per call it updates the latency and per-row
 latency incident detectors (on log seconds, latency noise being multiplicative, as the median of
 the call and the two before it) and the batch size one (O(1) each) and, every ``ERROR_WINDOW`` calls, the
-error-rate one with the window's error rate. The strongest verdict is returned so that the
-caller can annotate the span before ending it (the SDK freezes span attributes at ``end()``).
+error-rate one with the window's error rate. The recording worker feeds it the queued calls in
+order and returns the strongest verdict, which it puts on the call's span before ending it (the
+SDK freezes span attributes at ``end()``).
 
 A verdict is ``(signal, detector name, score, alert)``: the value was anomalous (its point
 score at or above the threshold) and, when ``alert`` is true, it opened an incident. Per-call
