@@ -7,8 +7,8 @@ alert's attributes (the default alert sink: one OpenTelemetry log record); unshi
 raises none.
 
 The calm test covers the issue's 10 minutes of traffic on an accelerated clock: the wall clock
-the instrumentation reads on the hot path (``otel_mlmon._internal.monitor.time``) advances by
-50 ms per call, and the worker is flushed every 20 calls (one simulated second, the default
+the instrumentation places its calls on (``otel_mlmon._internal.clock.offset_ns``, added to the
+performance counter) advances by 50 ms per call, and the worker is flushed every 20 calls (one simulated second, the default
 flush interval). Everything else is the real code at its defaults: the rate budget (2000 rows/s
 of that clock), the row sample, the windows, the monitor's verdict and the incident layer. The
 same harness then shifts the feature, so a quiet result cannot come from a harness that never
@@ -118,11 +118,11 @@ def test_one_sd_shift_alerts_within_30s_naming_the_feature(make_telemetry, serve
 
 
 def test_ten_minutes_of_calm_traffic_raise_no_drift_alert(make_telemetry, served, alert_logs, monkeypatch):
-    import otel_mlmon._internal.monitor as hot_path
+    import otel_mlmon._internal.clock as clock
 
     model, X, y = served
-    clock = [time.time()]
-    monkeypatch.setattr(hot_path, "time", lambda: clock[0])
+    monkeypatch.setattr(clock, "refresh", lambda: None)  # the simulated clock is not reset to the real one
+    monkeypatch.setattr(clock, "offset_ns", clock.offset_ns)  # restored after the test
     telemetry = make_telemetry()  # every setting at its default
     model.fit(X, y)
     rng = np.random.default_rng(140)
@@ -131,7 +131,7 @@ def test_ten_minutes_of_calm_traffic_raise_no_drift_alert(make_telemetry, served
     def traffic(seconds: float, shift: float, stop_at_alert: bool = False) -> float | None:
         for call in range(round(seconds / PERIOD_S)):
             model.predict(_batch(X, rng, shift))
-            clock[0] += PERIOD_S
+            clock.offset_ns += round(PERIOD_S * 1e9)
             if (call + 1) % calls_per_flush == 0:
                 telemetry.instrumentor.force_flush()
                 if stop_at_alert and _drift_alerts(telemetry):
