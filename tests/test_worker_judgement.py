@@ -164,3 +164,16 @@ def test_parents_of_an_anomalous_call_are_kept_at_a_low_sampling_ratio(make_tele
     assert {s.context.trace_id for s in anomalous} <= requests, "each anomalous call's request span is kept"
     processor = session.instrumentor._holder.monitor._processor
     assert not processor._held and not processor._pending  # nothing left waiting after the flush
+
+
+def test_a_call_that_outlives_uninstrument_still_ends_its_span(make_telemetry, model):
+    """A thread inside predict while another uninstruments: its call finds the worker stopped
+    and ends its own span (nothing left open, nothing queued for no one)."""
+    session = make_telemetry()
+    monitor = session.instrumentor._holder.monitor
+    original = type(model).predict.__wrapped__
+    session.instrumentor.uninstrument()
+    result = monitor.traced_call(original, "predict", model, (X[:3],), {})
+    assert list(result) == list(original(model, X[:3]))
+    (span,) = session.exporter.get_finished_spans()
+    assert span.name.startswith("predict") and not monitor.recorder._queue

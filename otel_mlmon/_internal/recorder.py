@@ -25,6 +25,7 @@ from otel_mlmon import semconv
 from otel_mlmon._internal import clock
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.data import DataPlane
+from otel_mlmon._internal.judgement import end_spans
 from otel_mlmon._internal.outputs import as_float, probabilities
 from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, MetricKey
 
@@ -207,8 +208,9 @@ class Recorder:
     def submit(self, record: Record) -> None:
         """Queue one call's record; O(1), never blocks, never raises on a full queue."""
         queue = self._queue
-        if len(queue) >= self._capacity:
-            self._dropped.add(1)
+        if len(queue) >= self._capacity or self._stopped:  # stopped: a call that outlived uninstrument()
+            if not self._stopped:
+                self._dropped.add(1)
             record[7].end(end_time=record[8])  # the span is not lost, only its verdict and metrics
             return
         tail = self.tail
@@ -253,7 +255,7 @@ class Recorder:
                     pass
                 if records:
                     clock.refresh()
-                    self._end_spans(records)
+                    end_spans(records, self.tail, self.internal_error)
                     self._record(records)
             return True
         except Exception as exc:  # noqa: BLE001
@@ -300,48 +302,6 @@ class Recorder:
                 attrs[semconv.ML_MODEL_VERSION] = model[1]
             self._metric_attrs[key] = attrs
         return attrs
-
-    def _end_spans(self, records: list[Record]) -> None:
-        """Judge each call with its model's detectors, in call order, and end its span carrying
-        the verdict (``records`` is rewritten in place: the watch becomes the verdict, a CUDA
-        timing becomes seconds). A failure here never leaves a span open."""
-        observe_failed = False
-        tail = self.tail
-        for index, (key, duration, rows, error, output, watch, data, span, end_ns) in enumerate(records):
-            verdict = None
-            try:
-                if type(duration) is not float:  # CUDA event timing, resolved here, off the call
-                    try:
-                        duration = float(duration.seconds())
-                    except Exception as exc:  # noqa: BLE001
-                        self.internal_error("cuda_timing", exc)
-                        duration = None
-                if watch is not None:
-                    try:
-                        if error is None:
-                            verdict = watch.observe(duration, rows, False, end_ns * 1e-9)
-                        else:  # a failed call counts for the error rate only
-                            verdict = watch.observe(None, None, True, end_ns * 1e-9)
-                    except Exception as exc:  # noqa: BLE001
-                        if not observe_failed:
-                            observe_failed = True
-                            self.internal_error("anomaly_detection", exc)
-                if verdict is not None and span.is_recording():
-                    signal, detector, score, alert = verdict
-                    attributes = {semconv.ML_ANOMALY: True, semconv.ML_ANOMALY_SCORE: score,
-                                  semconv.ML_ANOMALY_SIGNAL: signal, semconv.ML_ANOMALY_DETECTOR: detector}  # fmt: skip
-                    if alert:
-                        attributes[semconv.ML_ANOMALY_ALERT] = True
-                    span.set_attributes(attributes)
-            except Exception as exc:  # noqa: BLE001
-                self.internal_error("end_span", exc)
-            try:
-                span.end(end_time=end_ns)
-                if tail is not None:
-                    tail.release_trace(span)
-            except Exception as exc:  # noqa: BLE001
-                self.internal_error("end_span", exc)
-            records[index] = (key, duration, rows, error, output, verdict, data, None, None)
 
     def _record(self, records: list[Record]) -> None:
         groups: dict[MetricKey, _Aggregate] = {}
