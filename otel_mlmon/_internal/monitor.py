@@ -32,7 +32,7 @@ from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.recorder import acquire_recorder, error_type_of, release_recorder
 from otel_mlmon._internal.resources import register_resource_metrics
 from otel_mlmon._internal.signals import SignalWatch
-from otel_mlmon._internal.state import Adapter, OpInfo, forget, state_of
+from otel_mlmon._internal.state import Adapter, OpInfo, forget, new_generation, state_of
 from otel_mlmon.version import __version__
 
 INFERENCE = "inference"
@@ -80,6 +80,7 @@ class Monitor:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: Any = None,
     ) -> None:
+        new_generation()  # cached per-model state of earlier providers is rebuilt (issue 17)
         self.adapter = adapter
         self.settings = settings
         self._closed = False
@@ -122,6 +123,7 @@ class Monitor:
         if self._closed:
             return True
         self._closed = True
+        new_generation()
         processor, self._processor = self._processor, None
         if processor is not None:
             with _PROCESSOR_LOCK:
