@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections import OrderedDict
 from contextvars import ContextVar
 from time import perf_counter, time
 from typing import Any, Callable
@@ -45,7 +46,7 @@ ACTIVE: ContextVar[str | None] = ContextVar("otel_mlmon_active", default=None)
 
 _logger = logging.getLogger("otel_mlmon")
 _INTERNAL = SpanKind.INTERNAL
-_MAX_WATCHES = 1000  # detector sets per process (model x operation); bounded like everything else
+_MAX_WATCHES = 1000  # detector sets kept per monitor (model x operation), least recently attached evicted
 _SCOPE = "otel_mlmon"
 # The anomaly processor installed on a tracer provider is shared by the instrumentors that use
 # that provider (scikit-learn and PyTorch); the last one to leave removes it.
@@ -91,7 +92,7 @@ class Monitor:
         meter = get_meter(_SCOPE, __version__, meter_provider)
         self.recorder = acquire_recorder(meter, meter_provider, settings, adapter.name)
         self.anomaly_detection = settings.anomaly_detection
-        self._watches: dict[Any, SignalWatch] = {}
+        self._watches: OrderedDict[Any, SignalWatch] = OrderedDict()  # LRU, <= _MAX_WATCHES
         self._watches_lock = threading.Lock()
         self._processor: Any = None
         if settings.anomaly_processor:
@@ -202,9 +203,11 @@ class Monitor:
             with self._watches_lock:
                 watch = self._watches.get(info.key)
                 if watch is None:
-                    if len(self._watches) >= _MAX_WATCHES:
-                        return None
                     watch = self._watches[info.key] = SignalWatch(self.settings.anomaly_signals, self._make_detector)
+                    if len(self._watches) > _MAX_WATCHES:  # a live model keeps its own (info.watch)
+                        self._watches.popitem(last=False)
+                else:
+                    self._watches.move_to_end(info.key)
             info.watch = watch
         return watch
 

@@ -72,8 +72,9 @@ class ModelState:
         cls = type(target)
         self.ref: weakref.ref | None = None
         self.generation = _GENERATION
-        self.name = info.name or cls.__name__
-        self.version = info.version
+        # set_model_info validates; a model unpickled from elsewhere may carry anything
+        self.name = _text(info.name) or cls.__name__
+        self.version = _text(info.version)
         self.task = info.task
         self.class_name = f"{cls.__module__}.{cls.__qualname__}"
         self.adapter = adapter
@@ -101,6 +102,18 @@ class ModelState:
         attributes.update(extra)
         key = MetricKey(self.name, self.version, self.adapter.name, operation, output)
         return OpInfo(f"{operation} {self.name}", attributes, key)
+
+
+MAX_NAME_LENGTH = 256  # characters of a model name or version (as set_model_info enforces)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return (value if isinstance(value, str) else str(value))[:MAX_NAME_LENGTH] or None
+    except Exception:  # noqa: BLE001 - an object whose __str__ fails: the class name is used
+        return None
 
 
 _STATES: dict[int, ModelState] = {}

@@ -41,6 +41,7 @@ from otel_mlmon.version import __version__
 _logger = logging.getLogger("otel_mlmon")
 _TRACE_ID_MASK = (1 << 64) - 1
 _MAX_INCIDENTS = 10_000
+_MAX_ALERT_SERIES = 1024  # (model, signal) series of ml.alert.count; later models count as _other
 _MAX_FLAGGED_TRACES = 4096  # traces with an anomalous or error span, whose later spans are kept
 
 
@@ -242,6 +243,8 @@ class _Counts:
     def alert(self, provider_key: Any, key: tuple[str, str]) -> None:
         key = (provider_key, *key)
         with self._lock:
+            if key not in self._alerts and len(self._alerts) >= _MAX_ALERT_SERIES:  # model names: caller's
+                key = (provider_key, semconv.OTHER, key[2])
             self._alerts[key] = self._alerts.get(key, 0) + 1
 
     def register(self, meter_provider: Any) -> Any:
