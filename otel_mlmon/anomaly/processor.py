@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Synchrono
 from opentelemetry.trace import StatusCode
 
 from otel_mlmon import semconv
+from otel_mlmon.anomaly.delivery import DROPS
 from otel_mlmon.anomaly.sinks import Alert, AlertDispatcher, CallbackSink, WebhookSink
 from otel_mlmon.version import __version__
 
@@ -47,6 +48,8 @@ _MAX_FLAGGED_TRACES = 4096  # traces with an anomalous or error span, whose late
 
 class LogRecordSink:
     """Emits one OpenTelemetry log record per alert, correlated with the alerting span."""
+
+    kind = "log"  # ml.alert.sink of its failures
 
     def __init__(self, logger_provider: Any = None) -> None:
         provider = logger_provider if logger_provider is not None else get_logger_provider()
@@ -118,6 +121,11 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
             sinks.append(WebhookSink(webhook_url, cooldown_s=self.cooldown_s))
         self._dispatcher = AlertDispatcher(sinks) if sinks else None
         self._counts_key = _COUNTS.register(meter_provider)
+        if self._dispatcher is not None:  # undelivered alerts: ml.alert.dropped.count
+            self._dispatcher.on_dropped = report = DROPS.register(meter_provider)
+            for sink in sinks:
+                if isinstance(sink, WebhookSink):
+                    sink.on_dropped = report
 
     # ------------------------------------------------------------------ SpanProcessor
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
