@@ -482,3 +482,19 @@ def test_dropped_alert_series_are_bounded():
         counts.add("provider", "webhook", f"Error{i}")
     assert len(counts._counts) == MAX_SERIES + 1  # noqa: SLF001
     assert counts._counts[("provider", "webhook", "_OTHER")] == 9 * MAX_SERIES  # noqa: SLF001
+
+
+def test_dropped_alert_counts_go_with_their_meter_provider():
+    import gc
+
+    from otel_mlmon.anomaly.delivery import DropCounts
+
+    counts = DropCounts()
+    provider = MeterProvider()
+    report = counts.register(provider)
+    report("webhook", "503", 2)
+    assert sum(counts._counts.values()) == 2  # noqa: SLF001
+    provider.shutdown()
+    del provider
+    gc.collect()
+    assert not counts._counts and not counts._series  # noqa: SLF001

@@ -18,7 +18,6 @@ from otel_mlmon import semconv
 from otel_mlmon._internal import state
 from otel_mlmon._internal.cardinality import MAX_CACHED_ATTRIBUTES
 from otel_mlmon._internal.monitor import _MAX_WATCHES
-from otel_mlmon.anomaly.processor import _COUNTS
 from otel_mlmon.quality.tracker import hub
 
 from conftest import Telemetry
@@ -83,13 +82,19 @@ def _containers(obj) -> dict[str, int]:
     return out
 
 
-def test_twenty_thousand_model_names_keep_every_structure_bounded():
+def test_twenty_thousand_model_names_keep_every_structure_bounded(monkeypatch):
     """A service that deserialises a model per request, each with a new name: exported series
     stay at 100 names + _other, and no internal structure grows with the names (issue 17, 5)."""
     names, calls_per_name = 20_000, 1
     X, y = load_breast_cancer(return_X_y=True)
     X, y = X[:, :4], y
     blob = pickle.dumps(LogisticRegression(max_iter=2000).fit(X, y))
+    from otel_mlmon.anomaly import processor as processor_module  # noqa: PLC0415
+    from otel_mlmon.anomaly.delivery import DropCounts  # noqa: PLC0415
+
+    counts, drops = processor_module._Counts(), DropCounts()  # process-wide: fresh ones, measured alone
+    monkeypatch.setattr(processor_module, "_COUNTS", counts)
+    monkeypatch.setattr(processor_module, "DROPS", drops)
     telemetry = Telemetry(label_store="memory", anomaly_multivariate=True)
     monitor = telemetry.instrumentor._holder.monitor
     recorder = monitor.recorder
@@ -120,7 +125,7 @@ def test_twenty_thousand_model_names_keep_every_structure_bounded():
             "Monitor._watches": _MAX_WATCHES,
         }
         sizes = {}
-        for obj in (recorder, recorder._series, monitor, recorder.data, hub(), _COUNTS):
+        for obj in (recorder, recorder._series, monitor, recorder.data, hub(), counts, drops):
             sizes.update(_containers(obj))
         sizes["state._STATES"] = len(state._STATES)
         largest = max(bounds.values())

@@ -12,7 +12,8 @@ them at collection time, by ``ml.alert.sink`` and ``error.type``:
   callback's own exception class).
 
 Cardinality is bounded: at most :data:`MAX_SERIES` (sink, error.type) pairs per meter provider;
-later reasons are counted as ``_OTHER`` (the OpenTelemetry fallback value of ``error.type``).
+later reasons are counted as ``_OTHER`` (the OpenTelemetry fallback value of ``error.type``). The
+counts of a meter provider are dropped when it is garbage collected.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ class DropCounts:
                     self._series[provider_key] = self._series.get(provider_key, 0) + 1
             self._counts[key] = self._counts.get(key, 0) + count
 
+    def _forget(self, provider_key: Any) -> None:
+        with self._lock:
+            self._series.pop(provider_key, None)
+            for key in [k for k in self._counts if k[0] is provider_key]:
+                del self._counts[key]
+
     def register(self, meter_provider: Any = None) -> Reporter:
         """Export the drops reported for ``meter_provider`` (the global one when None); returns
         the ``on_dropped`` callback to give the dispatcher and sinks. Never raises."""
@@ -90,6 +97,7 @@ class DropCounts:
                 known = provider_key is not None
                 if not known:
                     provider_key = self._keys[meter_provider] = object()
+                    weakref.finalize(meter_provider, self._forget, provider_key)  # its counts go with it
 
         def report(sink: str, reason: str, count: int = 1) -> None:
             try:
