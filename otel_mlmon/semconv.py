@@ -79,6 +79,10 @@ ML_SAMPLING_DECISION = "ml.sampling.decision"
 ML_SAMPLING_REASON = "ml.sampling.reason"
 """Why: ``anomaly``, ``error`` or ``ratio`` (a normal span, sampled by the ratio)."""
 
+ML_ALERT_SINK = "ml.alert.sink"
+"""Where an alert was not delivered (metric attribute of ``ml.alert.dropped.count`` only):
+``queue`` (the dispatcher's queue, before any sink), ``log``, ``callback`` or ``webhook``."""
+
 ML_FEATURE_NAME = "ml.feature.name"
 """Input feature (DataFrame column, else ``x0``, ``x1`` ...); ``_output`` for the model's output,
 ``_input`` for whole-input schema events (column count, unknown columns). Capped per model:
@@ -223,6 +227,15 @@ ALERT_COUNT = MetricSpec(
     (ML_MODEL_NAME, ML_ANOMALY_SIGNAL),
 )  # fmt: skip
 
+ALERT_DROPPED_COUNT = MetricSpec(
+    "ml.alert.dropped.count", "observable_counter", "{alert}",
+    "Alerts not delivered, by sink (queue, log, callback, webhook) and error.type: queue_full, "
+    "shutdown, timeout, the HTTP status the webhook gave up on (e.g. 503 after its retries, 404 at "
+    "once) or the exception class (e.g. ConnectionRefusedError); at most 64 series per meter "
+    "provider, later reasons as _OTHER.",
+    (ML_ALERT_SINK, ERROR_TYPE),
+)  # fmt: skip
+
 # Data drift, data quality and model quality (issue: delayed ground truth). Per model, not per
 # operation: the attributes are model name and version.
 _MODEL_ONLY = (ML_MODEL_NAME, ML_MODEL_VERSION)
@@ -337,4 +350,5 @@ METRICS = (
     ANOMALY_COUNT,
     SAMPLING_SPAN_COUNT,
     ALERT_COUNT,
+    ALERT_DROPPED_COUNT,
 ) + QUALITY_METRICS + RESOURCE_METRICS

@@ -420,3 +420,81 @@ def test_alert_is_frozen_hashable_and_serialises_to_json():
         "span_id": None, "attributes": {"tags": ["a", "b"], "ratio": None}, "text": alert.text,
     }  # fmt: skip
     assert alert.as_dict()["attributes"] == {"tags": ["a", "b"], "ratio": None}
+
+
+# ---------------------------------------------------------------------- undelivered alerts as a metric
+def _dropped_counts(reader) -> dict[tuple[str, str], int]:
+    from helpers import metric_points  # noqa: PLC0415
+
+    return {(a[semconv.ML_ALERT_SINK], a[semconv.ERROR_TYPE]): p.value
+            for _, unit, a, p in metric_points(reader, semconv.ALERT_DROPPED_COUNT.name)
+            if unit == semconv.ALERT_DROPPED_COUNT.unit}  # fmt: skip
+
+
+def test_undelivered_alerts_are_exported_by_sink_and_reason(receivers):
+    """A webhook that answers 503 (retried, then given up), one that answers 404 (not retried),
+    one that refuses connections, a callback that raises, and alerts raised after shutdown:
+    each undelivered alert is counted in ml.alert.dropped.count{ml.alert.sink, error.type},
+    read through a real InMemoryMetricReader."""
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    failing = receivers(statuses=[503] * 6)
+    missing = receivers(statuses=[404] * 2)
+    refused = f"http://127.0.0.1:{free_port()}/hooks/ml"
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+
+    def broken_callback(alert):
+        raise RuntimeError("the application's callback failed")
+
+    processors = []
+    for url, callbacks in ((failing.url, ()), (missing.url, ()), (refused, (broken_callback,))):
+        processor = AnomalyDetectionSpanProcessor(
+            SimpleSpanProcessor(InMemorySpanExporter()), webhook_url=url, callbacks=callbacks, log_alerts=False,
+            meter_provider=meter_provider,
+        )  # fmt: skip
+        webhook = processor._dispatcher.sinks[-1]  # noqa: SLF001
+        webhook.backoff_s, webhook.max_backoff_s, webhook.max_retries = 0.01, 0.02, 2
+        processors.append(processor)
+    for processor in processors:
+        for i in range(2):
+            assert processor.alert(f"model-{i}", "latency", "DefaultDetector", 0.9)
+    for processor in processors:
+        assert processor.force_flush(10_000)
+    assert len(failing.posts) == 6  # 2 alerts x 3 attempts
+    assert len(missing.posts) == 2  # no retry for a 404
+    assert _dropped_counts(reader) == {
+        ("webhook", "503"): 2, ("webhook", "404"): 2, ("webhook", "ConnectionRefusedError"): 2,
+        ("callback", "RuntimeError"): 2,
+    }  # fmt: skip
+    processors[0].shutdown()
+    processors[0].alert("model-9", "latency", "DefaultDetector", 0.9)  # raised, but nothing delivers it now
+    assert _dropped_counts(reader)[("queue", "shutdown")] == 1
+    for processor in processors[1:]:
+        processor.shutdown()
+
+
+def test_dropped_alert_series_are_bounded():
+    from otel_mlmon.anomaly.delivery import MAX_SERIES, DropCounts
+
+    counts = DropCounts()
+    for i in range(10 * MAX_SERIES):
+        counts.add("provider", "webhook", f"Error{i}")
+    assert len(counts._counts) == MAX_SERIES + 1  # noqa: SLF001
+    assert counts._counts[("provider", "webhook", "_OTHER")] == 9 * MAX_SERIES  # noqa: SLF001
+
+
+def test_dropped_alert_counts_go_with_their_meter_provider():
+    import gc
+
+    from otel_mlmon.anomaly.delivery import DropCounts
+
+    counts = DropCounts()
+    provider = MeterProvider()
+    report = counts.register(provider)
+    report("webhook", "503", 2)
+    assert sum(counts._counts.values()) == 2  # noqa: SLF001
+    provider.shutdown()
+    del provider
+    gc.collect()
+    assert not counts._counts and not counts._series  # noqa: SLF001

@@ -292,3 +292,16 @@ def test_forked_child_reopens_the_file(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0
     assert sorted(p.id for _, p in store.take_many(["parent", "child"]).joined) == ["child", "parent"]
     store.close()
+
+
+def test_corrupt_file_warning_names_the_file_and_the_fallback(tmp_path, caplog):
+    path = tmp_path / "corrupt.sqlite"
+    path.write_bytes(b"\x00garbage, not SQLite" * 200)
+    hub = QualityHub(store="sqlite", path=path)
+    with caplog.at_level("WARNING", logger="otel_mlmon"):
+        hub.on_predictions(M, ["a"], y_pred=np.array([1]), classes=[0, 1])
+        assert hub.flush()
+    (message,) = [r.getMessage() for r in caplog.records if "label store" in r.getMessage()]
+    assert str(path) in message and "in-memory store" in message, message
+    assert hub.record_ground_truth(["a"], [1]).joined == 1
+    hub.close()

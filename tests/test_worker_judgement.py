@@ -74,8 +74,8 @@ def test_verdicts_are_those_of_the_same_detectors_fed_the_same_calls(telemetry, 
     replay = SignalWatch(("latency", "row_latency", "batch_size", "error_rate"), default_detector)
     expected = []
     for s in spans:
-        verdict = replay.observe((s.end_time - s.start_time) / 1e9, s.attributes[semconv.ML_BATCH_SIZE], False,
-                                 s.end_time / 1e9)
+        verdict = replay.observe((s.end_time - s.start_time) * 1e-9, s.attributes[semconv.ML_BATCH_SIZE], False,
+                                 s.end_time * 1e-9)
         expected.append(None if verdict is None else (verdict[0], verdict[3]))
     got = [(s.attributes[semconv.ML_ANOMALY_SIGNAL], bool(s.attributes.get(semconv.ML_ANOMALY_ALERT)))
            if s.attributes.get(semconv.ML_ANOMALY) else None for s in spans]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections import OrderedDict
 from contextvars import ContextVar
 from time import perf_counter, perf_counter_ns
 from typing import Any, Callable
@@ -35,7 +36,7 @@ from otel_mlmon._internal import clock, span_flush
 from otel_mlmon._internal.recorder import acquire_recorder, error_type_of, release_recorder
 from otel_mlmon._internal.resources import register_resource_metrics
 from otel_mlmon._internal.signals import SignalWatch
-from otel_mlmon._internal.state import Adapter, OpInfo, forget, state_of
+from otel_mlmon._internal.state import Adapter, OpInfo, forget, new_generation, state_of
 from otel_mlmon.version import __version__
 
 INFERENCE = "inference"
@@ -48,7 +49,7 @@ ACTIVE: ContextVar[str | None] = ContextVar("otel_mlmon_active", default=None)
 
 _logger = logging.getLogger("otel_mlmon")
 _INTERNAL = SpanKind.INTERNAL
-_MAX_WATCHES = 1000  # detector sets per process (model x operation); bounded like everything else
+_MAX_WATCHES = 1000  # detector sets kept per monitor (model x operation), least recently attached evicted
 _SCOPE = "otel_mlmon"
 # The anomaly processor installed on a tracer provider is shared by the instrumentors that use
 # that provider (scikit-learn and PyTorch); the last one to leave removes it.
@@ -83,6 +84,7 @@ class Monitor:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: Any = None,
     ) -> None:
+        new_generation()  # cached per-model state of earlier providers is rebuilt (issue 17)
         self.adapter = adapter
         self.settings = settings
         self._closed = False
@@ -93,7 +95,7 @@ class Monitor:
         meter = get_meter(_SCOPE, __version__, meter_provider)
         self.recorder = acquire_recorder(meter, meter_provider, settings, adapter.name)
         self.anomaly_detection = settings.anomaly_detection
-        self._watches: dict[Any, SignalWatch] = {}
+        self._watches: OrderedDict[Any, SignalWatch] = OrderedDict()  # LRU, <= _MAX_WATCHES
         self._watches_lock = threading.Lock()
         self._processor: Any = None
         if settings.anomaly_processor:
@@ -137,6 +139,7 @@ class Monitor:
             span_flush.unregister(self._tracer_provider, self._flush_hook, self.recorder)
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("span_flush", exc)
+        new_generation()
         processor, self._processor = self._processor, None
         if processor is not None:
             with _PROCESSOR_LOCK:
@@ -174,8 +177,9 @@ class Monitor:
         ``gpu`` (PyTorch on CUDA only) times asynchronous GPU work, see ``CudaTiming``.
         """
         started = perf_counter_ns()
+        start_ns = started + clock.offset_ns  # one offset for both ends: the span lasts the duration
         try:
-            span, info, rows = self.start(model, operation, args, kwargs, started + clock.offset_ns)
+            span, info, rows = self.start(model, operation, args, kwargs, start_ns)
             context_token = attach(set_span_in_context(span))
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("start", exc)
@@ -188,7 +192,7 @@ class Monitor:
             ended = perf_counter_ns()
             ACTIVE.reset(active_token)
             detach(context_token)
-            self.fail(span, info, rows, exc, started, ended)
+            self.fail(span, info, rows, exc, ended - started, start_ns)
             raise
         ended = perf_counter_ns()
         duration: Any = (ended - started) * 1e-9
@@ -196,7 +200,7 @@ class Monitor:
             duration = self._gpu_end(gpu, gpu_state, duration, started * 1e-9)
         ACTIVE.reset(active_token)
         detach(context_token)
-        self.finish(span, info, rows, result, duration, ended, model, args, kwargs)
+        self.finish(span, info, rows, result, duration, start_ns + (ended - started), model, args, kwargs)
         return result
 
     def _gpu_begin(self, gpu: Any) -> Any:
@@ -220,9 +224,11 @@ class Monitor:
             with self._watches_lock:
                 watch = self._watches.get(info.key)
                 if watch is None:
-                    if len(self._watches) >= _MAX_WATCHES:
-                        return None
                     watch = self._watches[info.key] = SignalWatch(self.settings.anomaly_signals, self._make_detector)
+                    if len(self._watches) > _MAX_WATCHES:  # a live model keeps its own (info.watch)
+                        self._watches.popitem(last=False)
+                else:
+                    self._watches.move_to_end(info.key)
             info.watch = watch
         return watch
 
@@ -275,11 +281,10 @@ class Monitor:
             detector.threshold = self.settings.anomaly_threshold
         return detector
 
-    def finish(self, span, info, rows, result: Any, duration: Any, ended: int, model: Any, args: tuple,
+    def finish(self, span, info, rows, result: Any, duration: Any, end_ns: int, model: Any, args: tuple,
                kwargs: dict) -> None:  # fmt: skip
         """Hand the call to the recording worker, which judges it, ends its span and records it."""
         try:
-            end_ns = ended + clock.offset_ns
             mode = info.key.output
             output = None if mode is None else self.adapter.snapshot(result, mode)
             data = info.data
@@ -291,7 +296,7 @@ class Monitor:
             self.recorder.internal_error("finish", exc)
             _end_quietly(span)
 
-    def fail(self, span, info, rows, exc: BaseException, started: int, ended: int) -> None:
+    def fail(self, span, info, rows, exc: BaseException, elapsed_ns: int, start_ns: int) -> None:
         try:
             etype = error_type_of(exc)
             span.set_attribute(semconv.ERROR_TYPE, etype)
@@ -301,8 +306,8 @@ class Monitor:
             else:
                 span.add_event("exception", {"exception.type": etype})
                 span.set_status(Status(StatusCode.ERROR, etype))
-            duration = (ended - started) * 1e-9
-            self.recorder.submit((info.key, duration, rows, etype, None, info.watch, None, span, ended + clock.offset_ns))
+            duration = elapsed_ns * 1e-9
+            self.recorder.submit((info.key, duration, rows, etype, None, info.watch, None, span, start_ns + elapsed_ns))
         except Exception as internal:  # noqa: BLE001
             self.recorder.internal_error("fail", internal)
             _end_quietly(span)

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import weakref
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from typing import Any, Iterable
 
 import numpy as np
@@ -23,6 +23,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_mlmon import semconv
 from otel_mlmon._internal import clock
+from otel_mlmon._internal.cardinality import SeriesAttributes
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.data import DataPlane
 from otel_mlmon._internal.judgement import end_spans
@@ -99,15 +100,13 @@ class Recorder:
     """Bounded queue plus worker; one per instrumentor, shared by every model it wraps."""
 
     def __init__(self, meter: Meter, settings: Settings) -> None:
+        self._series = SeriesAttributes(settings.max_models)  # metric attributes, class labels
         self._configure(settings)
         self._framework_settings: dict[str, Settings] = {}
         self._users = 0
         self._queue: deque[Record] = deque()
         self._rng = np.random.default_rng(0x6D6C6D6F6E)
-        self._metric_attrs: dict[MetricKey, dict[str, Any]] = {}
-        self._models: set[tuple[str, str | None]] = set()
-        self._labels: dict[MetricKey, set[str]] = {}
-        self._forests: dict[MetricKey, Any] = {}
+        self._forests: OrderedDict[MetricKey, Any] = OrderedDict()  # LRU, <= max_models
         self._logged: set[tuple[str, str]] = set()
         self._stopped = True
         self._init_sync()
@@ -120,6 +119,7 @@ class Recorder:
     # ------------------------------------------------------------------ set-up
     def _configure(self, settings: Settings) -> None:
         self._settings = settings
+        self._series.max_models = settings.max_models
         self._capacity = settings.queue_size
         # Queued records hold their (not yet ended) spans: the worker is woken well before the
         # queue is full, so that the spans waiting for it stay few (memory) and recent (latency).
@@ -289,19 +289,7 @@ class Recorder:
 
     # ------------------------------------------------------------------ aggregation
     def _attrs(self, key: MetricKey) -> dict[str, Any]:
-        attrs = self._metric_attrs.get(key)
-        if attrs is None:
-            model = (key.name, key.version)
-            if model not in self._models and len(self._models) >= self._settings.max_models:
-                model = (semconv.OTHER, None)
-            else:
-                self._models.add(model)
-            attrs = {semconv.ML_MODEL_NAME: model[0], semconv.ML_FRAMEWORK: key.framework,
-                     semconv.ML_OPERATION: key.operation}  # fmt: skip
-            if model[1] is not None:
-                attrs[semconv.ML_MODEL_VERSION] = model[1]
-            self._metric_attrs[key] = attrs
-        return attrs
+        return self._series.of(key)  # bounded by max_models, see _internal/cardinality.py
 
     def _record(self, records: list[Record]) -> None:
         groups: dict[MetricKey, _Aggregate] = {}
@@ -372,11 +360,13 @@ class Recorder:
                 continue
             forest = self._forests.get(key)
             if forest is None:
-                if len(self._forests) >= self._settings.max_models:
-                    continue
                 from otel_mlmon.anomaly.isolation_forest import IsolationForestDetector  # noqa: PLC0415
 
                 forest = self._forests[key] = IsolationForestDetector()
+                while len(self._forests) > self._settings.max_models:  # least recently used goes
+                    self._forests.popitem(last=False)
+            else:
+                self._forests.move_to_end(key)
             vectors = np.column_stack((np.log(np.maximum(agg.durations, 1e-9)), np.log1p(agg.sizes)))
             try:
                 scores = forest.update_many(vectors)
@@ -426,15 +416,10 @@ class Recorder:
             record(value, attrs)
 
     def _record_labels(self, key: MetricKey, attrs: dict[str, Any], labels: list[np.ndarray]) -> None:
-        seen = self._labels.setdefault(key, set())
         cap = self._framework_settings.get(key.framework, self._settings).max_class_labels
         merged: dict[str, int] = {}
         for label, count in _count_labels(labels).items():
-            if label not in seen:
-                if len(seen) >= cap:
-                    label = semconv.OTHER
-                else:
-                    seen.add(label)
+            label = self._series.label(key, attrs, label, cap)
             merged[label] = merged.get(label, 0) + count
         for label, count in merged.items():
             self._classes.add(count, {**attrs, semconv.ML_PREDICTION_CLASS: label})

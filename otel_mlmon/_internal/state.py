@@ -1,7 +1,10 @@
 """Per-model cached state, so that the per-call hot path does no repeated introspection.
 
 A model's state is computed on its first instrumented call and dropped when the model is
-garbage collected, refitted, or renamed with :func:`otel_mlmon.set_model_info`. The cache is
+garbage collected, refitted, or renamed with :func:`otel_mlmon.set_model_info`, and it is
+rebuilt after an instrumentor starts or stops (:func:`new_generation`): a model's cached detectors
+and drift state belong to the providers it was first called under, so a model called before
+``uninstrument()`` then ``instrument(new providers)`` gets state of the new providers. The cache is
 keyed by ``id(model)`` and guarded by a weak reference, so it never keeps a model alive and it
 never writes into the model (scikit-learn checks that ``predict`` leaves ``__dict__`` alone).
 """
@@ -60,7 +63,7 @@ class OpInfo:
 
 
 class ModelState:
-    __slots__ = ("ref", "name", "version", "class_name", "task", "adapter", "ops")
+    __slots__ = ("ref", "name", "version", "class_name", "task", "adapter", "ops", "generation")
 
     def __init__(self, model: Any, adapter: Adapter) -> None:
         # A torch.compile wrapper (OptimizedModule) is named after the module it compiled.
@@ -68,8 +71,10 @@ class ModelState:
         info = get_model_info(target)
         cls = type(target)
         self.ref: weakref.ref | None = None
-        self.name = info.name or cls.__name__
-        self.version = info.version
+        self.generation = _GENERATION
+        # set_model_info validates; a model unpickled from elsewhere may carry anything
+        self.name = _text(info.name) or cls.__name__
+        self.version = _text(info.version)
         self.task = info.task
         self.class_name = f"{cls.__module__}.{cls.__qualname__}"
         self.adapter = adapter
@@ -99,13 +104,33 @@ class ModelState:
         return OpInfo(f"{operation} {self.name}", attributes, key)
 
 
+MAX_NAME_LENGTH = 256  # characters of a model name or version (as set_model_info enforces)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return (value if isinstance(value, str) else str(value))[:MAX_NAME_LENGTH] or None
+    except Exception:  # noqa: BLE001 - an object whose __str__ fails: the class name is used
+        return None
+
+
 _STATES: dict[int, ModelState] = {}
+_GENERATION = 0  # bumped when an instrumentor starts or stops: cached states older than it are rebuilt
+
+
+def new_generation() -> None:
+    """Invalidate every cached state (their OpInfo hold detectors and data-plane state of the
+    providers they were built under); each is rebuilt at its model's next call."""
+    global _GENERATION
+    _GENERATION += 1
 
 
 def state_of(model: Any, adapter: Adapter) -> ModelState:
-    """The cached state of ``model``, built on first use."""
+    """The cached state of ``model``, built on first use (and again after :func:`new_generation`)."""
     state = _STATES.get(id(model))
-    if state is not None and state.ref is not None and state.ref() is model:
+    if state is not None and state.ref is not None and state.ref() is model and state.generation == _GENERATION:
         return state
     state = ModelState(model, adapter)
     key = id(model)

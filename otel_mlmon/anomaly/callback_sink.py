@@ -12,6 +12,8 @@ __all__ = ["CallbackSink"]
 class CallbackSink:
     """Calls ``fn(alert)`` for each alert (on the dispatcher's thread, never on the caller's)."""
 
+    kind = "callback"  # ml.alert.sink of its failures (otel_mlmon.anomaly.delivery)
+
     def __init__(self, fn: Callable[[Alert], Any]) -> None:
         if not callable(fn):
             raise ValueError(f"callback must be callable, got {fn!r}")

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 from otel_mlmon.anomaly._workers import register_at_fork, start_daemon
 from otel_mlmon.anomaly.alert import Alert
+from otel_mlmon.anomaly.delivery import QUEUE, QUEUE_FULL, SHUTDOWN, error_type_of, sink_kind
 
 __all__ = ["AlertDispatcher"]
 
@@ -24,6 +25,8 @@ class AlertDispatcher:
     counted in ``failed`` (and per sink in ``sink_failures``) and logged once per sink.
     ``delivered`` counts alerts handed to every sink. The worker starts on the first alert and
     is started anew in a forked child (whose queue starts empty: the parent delivers its own).
+    Each alert dropped, and each sink failure, is also passed to ``on_dropped(sink, reason,
+    count)`` when set (exported as ``ml.alert.dropped.count``, :mod:`~otel_mlmon.anomaly.delivery`).
     """
 
     def __init__(self, sinks: Sequence[Callable[[Alert], Any]], max_queue: int = 1000) -> None:
@@ -42,6 +45,7 @@ class AlertDispatcher:
         self.sink_failures = [0] * len(sinks)
         self._warned: set[int] = set()
         self._warned_full = False
+        self.on_dropped: Any = None  # (sink, reason, count) -> None
         self._is_shutdown = False
         self._shutdown_result = True
         self._init_state()
@@ -67,6 +71,7 @@ class AlertDispatcher:
         with self._cond:
             if self._is_shutdown or len(self._queue) >= self.max_queue:
                 self.dropped += 1
+                self._report(QUEUE, SHUTDOWN if self._is_shutdown else QUEUE_FULL)
                 warn = not self._is_shutdown and not self._warned_full
                 self._warned_full = self._warned_full or warn
             else:
@@ -107,7 +112,8 @@ class AlertDispatcher:
         for index, sink in enumerate(self.sinks):
             try:
                 sink(alert)
-            except Exception:  # noqa: BLE001 - one sink must not affect the others
+            except Exception as exc:  # noqa: BLE001 - one sink must not affect the others
+                self._report(sink_kind(sink), error_type_of(exc))
                 with self._lock:
                     self.failed += 1
                     self.sink_failures[index] += 1
@@ -118,6 +124,14 @@ class AlertDispatcher:
                         "otel-mlmon: alert sink %r failed; its further failures are counted, not logged",
                         sink, exc_info=True,
                     )  # fmt: skip
+
+    def _report(self, sink: str, reason: str) -> None:
+        on_dropped = self.on_dropped
+        if on_dropped is not None:
+            try:
+                on_dropped(sink, reason, 1)
+            except Exception:  # noqa: BLE001
+                _logger.debug("otel-mlmon: on_dropped of %r failed", self, exc_info=True)
 
     def force_flush(self, timeout_millis: float = 30_000) -> bool:
         """Wait until queued alerts reached every sink, then flush the sinks that buffer."""

@@ -35,12 +35,14 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Synchrono
 from opentelemetry.trace import StatusCode
 
 from otel_mlmon import semconv
+from otel_mlmon.anomaly.delivery import DROPS
 from otel_mlmon.anomaly.sinks import Alert, AlertDispatcher, CallbackSink, WebhookSink
 from otel_mlmon.version import __version__
 
 _logger = logging.getLogger("otel_mlmon")
 _TRACE_ID_MASK = (1 << 64) - 1
 _MAX_INCIDENTS = 10_000
+_MAX_ALERT_SERIES = 1024  # (model, signal) series of ml.alert.count; later models count as _other
 _MAX_FLAGGED_TRACES = 4096  # traces with an anomalous or error span, whose later spans are kept
 _MAX_PENDING_TRACES = 65536  # traces with an instrumented span not yet judged (one per queued call at most)
 _MAX_HELD_SPANS = 4096  # spans of such traces held until the judgement, when the ratio would drop them
@@ -48,6 +50,8 @@ _MAX_HELD_SPANS = 4096  # spans of such traces held until the judgement, when th
 
 class LogRecordSink:
     """Emits one OpenTelemetry log record per alert, correlated with the alerting span."""
+
+    kind = "log"  # ml.alert.sink of its failures
 
     def __init__(self, logger_provider: Any = None) -> None:
         provider = logger_provider if logger_provider is not None else get_logger_provider()
@@ -125,6 +129,11 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
             sinks.append(WebhookSink(webhook_url, cooldown_s=self.cooldown_s))
         self._dispatcher = AlertDispatcher(sinks) if sinks else None
         self._counts_key = _COUNTS.register(meter_provider)
+        if self._dispatcher is not None:  # undelivered alerts: ml.alert.dropped.count
+            self._dispatcher.on_dropped = report = DROPS.register(meter_provider)
+            for sink in sinks:
+                if isinstance(sink, WebhookSink):
+                    sink.on_dropped = report
         # Called first by force_flush() and shutdown(): the instrumentation's recording worker
         # ends its spans, and a flush must first let it end those queued so far.
         self.before_flush: list[Callable[[], Any]] = []
@@ -340,6 +349,8 @@ class _Counts:
     def alert(self, provider_key: Any, key: tuple[str, str]) -> None:
         key = (provider_key, *key)
         with self._lock:
+            if key not in self._alerts and len(self._alerts) >= _MAX_ALERT_SERIES:  # model names: caller's
+                key = (provider_key, semconv.OTHER, key[2])
             self._alerts[key] = self._alerts.get(key, 0) + 1
 
     def register(self, meter_provider: Any) -> Any:

@@ -17,6 +17,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 
 from otel_mlmon.anomaly._workers import register_at_fork, start_daemon
 from otel_mlmon.anomaly.alert import Alert
+from otel_mlmon.anomaly.delivery import QUEUE_FULL, SHUTDOWN, WEBHOOK, error_type_of, http_status
 from otel_mlmon.version import __version__
 
 __all__ = ["WebhookSink"]
@@ -47,9 +48,15 @@ class WebhookSink:
       ``1 + max_retries`` attempts, then it is counted in ``failed``. Once the receiver is
       back, the next attempt succeeds and the queued alerts follow at once. Other 4xx and 3xx
       answers are not retried (``failed``). ``sent`` counts 2xx answers, ``attempts`` POSTs.
+    * Every alert given up (``dropped`` or ``failed``) is also passed to ``on_dropped(sink,
+      reason, count)`` when set (the span processor exports them as ``ml.alert.dropped.count``,
+      see :mod:`~otel_mlmon.anomaly.delivery`); the reason is ``queue_full``, ``shutdown``, the
+      HTTP status given up on, or the connection error's class.
     * ``shutdown`` gives each queued alert one last attempt (none once one fails), within its
       timeout; the POST runs with instrumentation suppressed, so it is never traced itself.
     """
+
+    kind = WEBHOOK  # ml.alert.sink of its undelivered alerts
 
     def __init__(
         self,
@@ -91,6 +98,8 @@ class WebhookSink:
         self.dropped = 0
         self.deduplicated = 0
         self.attempts = 0
+        self.on_dropped: Any = None  # (sink, reason, count) -> None, see anomaly/delivery.py
+        self._reason = SHUTDOWN  # why the last POST failed (worker thread only)
         self._opener = urllib.request.build_opener(_NoRedirect)
         self._last_sent: OrderedDict[tuple, float] = OrderedDict()
         self._warned: set[str] = set()
@@ -124,6 +133,7 @@ class WebhookSink:
         with self._cond:
             if self._is_shutdown:
                 self.dropped += 1
+                self._report(SHUTDOWN, 1)
                 return
             last = self._last_sent.get(alert.key)
             if last is not None and alert.timestamp - last < self.cooldown_s:
@@ -137,6 +147,7 @@ class WebhookSink:
             if len(self._queue) > self.max_pending:
                 self._queue.popleft()
                 self.dropped += 1
+                self._report(QUEUE_FULL, 1)
                 dropped = True
             if self._worker is None:
                 self._worker = start_daemon(self._run, "otel-mlmon-webhook")
@@ -181,6 +192,7 @@ class WebhookSink:
             self._next_attempt = 0.0
         elif outcome == _REJECT:
             self.failed += 1
+            self._report(self._reason, 1)
         else:
             entry[2] += 1
             self._failures += 1
@@ -188,11 +200,13 @@ class WebhookSink:
             self._next_attempt = time.monotonic() + delay
             if entry[2] > self.max_retries:
                 self.failed += 1
+                self._report(self._reason, 1)
             else:
                 self._queue.appendleft(entry)  # keeps its place: alerts go out in order
                 if len(self._queue) > self.max_pending:
                     self._queue.popleft()
                     self.dropped += 1
+                    self._report(QUEUE_FULL, 1)
 
     def _last_pass(self) -> None:
         """On shutdown: one attempt per queued alert until one fails or the deadline passes."""
@@ -203,6 +217,7 @@ class WebhookSink:
                 remaining = self._deadline - time.monotonic()
                 if remaining <= 0:
                     self.failed += len(self._queue)
+                    self._report(SHUTDOWN, len(self._queue))
                     self._queue.clear()
                     return
                 entry = self._inflight = self._queue.popleft()
@@ -213,7 +228,9 @@ class WebhookSink:
                     self.sent += 1
                 else:
                     self.failed += 1 + (len(self._queue) if outcome == _RETRY else 0)
+                    self._report(self._reason, 1)
                     if outcome == _RETRY:
+                        self._report(SHUTDOWN, len(self._queue))  # not attempted
                         self._queue.clear()
                 self._cond.notify_all()
 
@@ -228,10 +245,12 @@ class WebhookSink:
                 status = response.status
             if 200 <= status < 300:
                 return _OK
+            self._reason = http_status(status)
             self._warn_once("status", "otel-mlmon: webhook %s answered %s; alert not re-sent", self.url, status)
             return _REJECT
         except urllib.error.HTTPError as exc:
             exc.close()
+            self._reason = http_status(exc.code)
             if exc.code >= 500 or exc.code in _RETRY_STATUS:
                 self._warn_once("retry", "otel-mlmon: webhook %s answered %s; retrying with backoff",
                                 self.url, exc.code)  # fmt: skip
@@ -239,13 +258,24 @@ class WebhookSink:
             self._warn_once("status", "otel-mlmon: webhook %s answered %s; alert not re-sent", self.url, exc.code)
             return _REJECT
         except (OSError, http.client.HTTPException) as exc:
+            self._reason = error_type_of(exc)
             self._warn_once("retry", "otel-mlmon: webhook %s unreachable (%s); retrying with backoff", self.url, exc)
             return _RETRY
-        except Exception:  # noqa: BLE001 - never let the worker die
+        except Exception as exc:  # noqa: BLE001 - never let the worker die
+            self._reason = error_type_of(exc)
             _logger.debug("otel-mlmon: webhook POST failed", exc_info=True)
             return _RETRY
         finally:
             detach(token)
+
+    def _report(self, reason: str, count: int) -> None:
+        """Hand alerts given up to ``on_dropped`` (never raises; may run under the lock)."""
+        on_dropped = self.on_dropped
+        if on_dropped is not None and count > 0:
+            try:
+                on_dropped(WEBHOOK, reason, count)
+            except Exception:  # noqa: BLE001
+                _logger.debug("otel-mlmon: on_dropped of %r failed", self, exc_info=True)
 
     def _warn_once(self, kind: str, message: str, *args: Any) -> None:
         if kind in self._warned:
@@ -277,6 +307,7 @@ class WebhookSink:
             worker = self._worker
             if worker is None and self._queue:  # no worker to make the last pass
                 self.failed += len(self._queue)
+                self._report(SHUTDOWN, len(self._queue))
                 self._queue.clear()
             self._cond.notify_all()
         if worker is not None and worker is not threading.current_thread():

@@ -246,6 +246,9 @@ class QualityHub(GroundTruthJoin):
             try:
                 store = SQLiteStore(path, self.max_entries, self.ttl_s)
             except Exception as exc:  # noqa: BLE001 - read-only disk ...: keep working in memory
+                self._logged.add("open_store")  # this warning names the file and the fallback
+                _logger.warning("otel-mlmon: label store %r cannot be used (%s: %s); falling back to an in-memory "
+                                "store: pending predictions are not kept across restarts", path, type(exc).__name__, exc)
                 self._error("open_store", exc)
                 store = MemoryStore(self.max_entries, self.ttl_s)
         self._store = store
