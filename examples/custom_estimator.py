@@ -88,6 +88,7 @@ for start in range(0, len(live), 10):  # 6 batches to each model
                                 ("wine-pipeline", pipeline, X[batch])):
         correct[name] += int(np.sum(model.predict(inputs) == y[batch]))
 
+tracer_provider.force_flush()  # spans are ended by otel-mlmon's recording worker (within 1 s)
 finished = spans.get_finished_spans()
 print(f"{len(finished)} spans for {3 * len(range(0, len(live), 10))} top-level predict calls:")
 for (span_name, cls), count in Counter((s.name, s.attributes[semconv.ML_MODEL_CLASS]) for s in finished).items():

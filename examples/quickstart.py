@@ -64,6 +64,7 @@ def main() -> None:
     except ValueError as exc:
         say(f"caller saw the model's own error, unchanged: {exc}")
 
+    tracer_provider.force_flush()  # spans are ended by otel-mlmon's recording worker (within 1 s)
     finished = spans.get_finished_spans()
     points = _points(reader)  # a collection: the recording queue is drained first
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")

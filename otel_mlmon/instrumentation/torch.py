@@ -229,7 +229,8 @@ class TorchInstrumentor(BaseInstrumentor):
             monitor.shutdown()
 
     def force_flush(self, timeout_millis: float = 30_000) -> bool:
-        """Record everything queued so far into the metric instruments (including calls held
-        for their prediction ids: from here on, ids read for earlier calls are not stored)."""
+        """End the spans queued so far (after judging their calls) and record everything queued
+        into the metric instruments (including calls held for their prediction ids: from here
+        on, ids read for earlier calls are not stored)."""
         monitor = self._holder.monitor
         return True if monitor is None else monitor.force_flush(timeout_millis)
