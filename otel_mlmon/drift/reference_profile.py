@@ -29,6 +29,7 @@ from otel_mlmon.drift.base import CATEGORICAL, NUMERIC
 from otel_mlmon.drift.feature_profile import DEFAULT_TOP_K, FeatureProfile
 from otel_mlmon.drift.feature_state import FeatureState
 from otel_mlmon.drift.profile_json import FORMAT, VERSION, profile_fields, reject_constant
+from otel_mlmon.drift.profile_limits import DEFAULT_LIMITS, ProfileLimits, check_text, read_text
 
 OUTPUT = "_output"
 TARGET = "_target"
@@ -85,30 +86,39 @@ class ReferenceProfile:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False, separators=None if indent else (",", ":"))
 
     @classmethod
-    def from_dict(cls, data: Any) -> ReferenceProfile:
-        return ReferenceProfile(**profile_fields(data))
+    def from_dict(cls, data: Any, *, limits: ProfileLimits = DEFAULT_LIMITS) -> ReferenceProfile:
+        return ReferenceProfile(**profile_fields(data, limits))
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> ReferenceProfile:
-        """Parse and validate; ``ValueError`` on malformed JSON, wrong format or version."""
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        if not isinstance(text, str):
+    def from_json(cls, text: str | bytes, *, limits: ProfileLimits = DEFAULT_LIMITS) -> ReferenceProfile:
+        """Parse and validate; ``ValueError`` on malformed JSON, wrong format or version, or a
+        profile beyond ``limits`` (:mod:`~otel_mlmon.drift.profile_limits`: checked on the
+        text before it is parsed, then field by field before anything is built)."""
+        if not isinstance(text, (str, bytes)):
             raise ValueError(f"a reference profile is JSON text, got {type(text).__name__}")
+        check_text(text, limits)
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"reference profile is not UTF-8: {exc}") from None
+            check_text(text, limits)
         try:
             data = json.loads(text, parse_constant=reject_constant)
         except json.JSONDecodeError as exc:
             raise ValueError(f"reference profile is not valid JSON: {exc}") from None
-        return ReferenceProfile(**profile_fields(data))
+        except RecursionError:
+            raise ValueError("reference profile is not valid JSON: nested too deeply (a profile is 5 levels deep)") from None
+        return ReferenceProfile(**profile_fields(data, limits))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(self.to_json())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ReferenceProfile:
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_json(fh.read())
+    def load(cls, path: str | os.PathLike[str], *, limits: ProfileLimits = DEFAULT_LIMITS) -> ReferenceProfile:
+        """Read and validate a saved profile; its size is checked before it is read."""
+        return cls.from_json(read_text(path, limits), limits=limits)
 
     # ------------------------------------------------------------------ merge
     def merge(self, other: ReferenceProfile) -> ReferenceProfile:
