@@ -277,7 +277,7 @@ OTEL_MLMON_PROFILE_MAX_BINS = "OTEL_MLMON_PROFILE_MAX_BINS"
 """
 .. envvar:: OTEL_MLMON_PROFILE_MAX_BINS
 
-Most bins of a numeric feature in a reference profile: its drift bins and its stored fine
+Most drift bins of a numeric feature in a reference profile, and most edges of its stored fine
 histogram (256 at the defaults). Also the largest ``otel-mlmon profile --bins``. Default: ``1000``.
 """
 

@@ -95,11 +95,12 @@ def _sizes(r: _Reader, kind: str, name: str, limits: ProfileLimits) -> None:
     counts = r.data.get("counts")
     if kind == NUMERIC:
         edges, sketch = r.data.get("edges"), r.data.get("sketch")
-        sketch_edges = sketch.get("edges") if isinstance(sketch, dict) else None
-        for values, what in ((edges, "bins"), (counts, None), (sketch_edges, "sketch bins")):
+        sketch = sketch if isinstance(sketch, dict) else {}
+        for values, extra, what in ((edges, 1, "bins"), (counts, 0, "bins"), (sketch.get("edges"), 0, "sketch edges"),
+                                    (sketch.get("counts"), -1, "sketch edges")):  # fmt: skip
             if isinstance(values, list):
-                bins = len(values) + (what is not None)
-                limits.check("max_bins", bins, f"has {bins} {what or 'bins'} in {where}")
+                n = len(values) + extra
+                limits.check("max_bins", n, f"has {n} {what} in {where}")
     else:
         values = r.data.get("values")
         for items in (values, counts):

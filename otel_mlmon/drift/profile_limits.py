@@ -6,7 +6,8 @@ What is checked, and when:
 
 * **bytes** — before reading: a file's size (``os.stat``), then a bounded read; the length of a
   profile's JSON text given as a string (characters).
-* **features**, **bins** (a numeric feature's drift bins and its stored fine histogram),
+* **features**, **bins** (a numeric feature's drift bins, and the edges of its stored fine
+  histogram),
   **categories** and the longest **value** (a feature name or a category value) — first by a
   scan of the text that builds nothing (:func:`check_text`: ``str.count`` and one regular
   expression over the arrays of numbers, linear time), so a profile with a million bins or a
@@ -62,8 +63,8 @@ _VARIABLES = {
 @dataclass(frozen=True)
 class ProfileLimits:
     """The largest reference profile that is read: JSON bytes, features, bins per numeric
-    feature (drift bins and the stored fine histogram), categories per categorical feature, and
-    characters of a feature name or category value."""
+    feature (its drift bins, and the edges of its stored fine histogram), categories per
+    categorical feature, and characters of a feature name or category value."""
 
     max_bytes: int = DEFAULT_MAX_BYTES
     max_features: int = DEFAULT_MAX_FEATURES
@@ -125,6 +126,9 @@ def check_text(text: str | bytes, limits: ProfileLimits = DEFAULT_LIMITS) -> Non
         kind = _around(text, _KIND, "kind", match.start())
         if kind == "categorical":
             limits.check("max_categories", n, f"has {n} categories in feature {name!r}")
+        elif text.rfind('"sketch"', 0, match.start()) > text.rfind('"name"', 0, match.start()):
+            edges = n if match.group(1) == "edges" else n - 1  # the stored fine histogram
+            limits.check("max_bins", edges, f"has {edges} sketch edges in feature {name!r}")
         else:
             bins = n + 1 if match.group(1) == "edges" else n
             limits.check("max_bins", bins, f"has {bins} bins in feature {name!r}")
