@@ -41,10 +41,9 @@ def _empty_numeric(feature, name=None):
     return feature
 
 
-def _million_bins(base, integer):
+def _million_bins(base, integer, n=1_000_000):
     data = json.loads(json.dumps(base))
     feature = _empty_numeric(data["features"][0])
-    n = 1_000_000
     feature["edges"] = list(range(1, n)) if integer else np.sort(np.random.default_rng(1).uniform(0, 1, n - 1)).tolist()
     feature["counts"] = [0] * n
     return json.dumps(data, separators=(",", ":"))
@@ -55,7 +54,7 @@ def _many_features(base, n, kind):
     if kind == "numeric":
         template = _empty_numeric(data["features"][0])
     else:
-        template = {"name": "", "kind": "categorical", "dtype": "O", "dtype_class": "text", "rows": 0, "count": 0,
+        template = {"name": "", "kind": "categorical", "dtype": "object", "dtype_class": "string", "rows": 0, "count": 0,
                     "missing": 0, "values": [], "counts": [], "other": 0, "complete": True}  # fmt: skip
     data["features"] = [dict(template, name=f"f{i}") for i in range(n)]
     return json.dumps(data, separators=(",", ":"))
@@ -78,6 +77,7 @@ def _rejected(load, match):
 
 @pytest.mark.parametrize("integer", [False, True], ids=["32MB-float-edges", "compact-int-edges"])
 def test_a_million_bin_profile_is_rejected_quickly_in_little_memory(tmp_path, base, integer):
+    assert ReferenceProfile.from_json(_million_bins(base, integer, n=50)).features[0].n_bins == 50  # a valid shape
     text = _million_bins(base, integer)
     path = tmp_path / "profile.json"
     path.write_text(text)
@@ -92,6 +92,7 @@ def test_a_million_bin_profile_is_rejected_quickly_in_little_memory(tmp_path, ba
 
 @pytest.mark.parametrize("kind", ["numeric", "categorical"])
 def test_a_100k_feature_profile_is_rejected_quickly_in_little_memory(tmp_path, base, kind):
+    assert len(ReferenceProfile.from_json(_many_features(base, 50, kind)).features) == 50  # a valid shape
     text = _many_features(base, 100_000, kind)
     path = tmp_path / "profile.json"
     path.write_text(text)
