@@ -155,8 +155,15 @@ class DataPlane(DataMetrics):
         built on the loader thread, never here on the caller's (see ``model_profiles``)."""
         source = profile_source(model, key[0], self._settings.profile_dir)
         if source is not None:
-            return start_load(ProfileLoad(source, limits_of(self._settings), self._new_monitor))
+            build = lambda profile, digest: self._monitor_for(key, profile, digest)  # noqa: E731
+            return start_load(ProfileLoad(source, limits_of(self._settings), build))
         return self._install(key, None, None)
+
+    def _monitor_for(self, key: tuple[str, str | None], profile: Any, digest: str | None) -> Any:
+        """Loader thread: the model's current monitor if it has this profile, else a new one."""
+        with self._lock:
+            current = self._drift.get(key)
+        return current[0] if current is not None and current[1] == digest else self._new_monitor(profile)
 
     def _new_monitor(self, profile: Any) -> Any:
         from otel_mlmon.drift import DriftMonitor  # noqa: PLC0415

@@ -83,12 +83,13 @@ def read_profile(source: tuple[str, Any], limits: Any) -> tuple[Any, str | None]
 
 class ProfileLoad:
     """One model's profile being loaded on the loader thread: read, checked, parsed, and its
-    monitor built by ``build(profile)``. ``done`` is set when ``result`` (monitor, digest) or
+    monitor built by ``build(profile, digest)`` (which may return the model's current monitor
+    when its profile has the same digest). ``done`` is set when ``result`` (monitor, digest) or
     ``error`` is ready; ``waited`` is the time the recording worker has waited for it."""
 
     __slots__ = ("source", "limits", "build", "done", "result", "error", "waited")
 
-    def __init__(self, source: tuple[str, Any], limits: Any, build: Callable[[Any], Any]) -> None:
+    def __init__(self, source: tuple[str, Any], limits: Any, build: Callable[[Any, str | None], Any]) -> None:
         self.source, self.limits, self.build = source, limits, build
         self.done = threading.Event()
         self.result: tuple[Any, str | None] | None = None
@@ -98,7 +99,7 @@ class ProfileLoad:
     def run(self) -> None:
         try:
             profile, digest = read_profile(self.source, self.limits)
-            self.result = (self.build(profile), digest)
+            self.result = (self.build(profile, digest), digest)
         except Exception as exc:  # noqa: BLE001 - reported by the worker (ml.monitor.error.count)
             self.error = exc
         finally:
