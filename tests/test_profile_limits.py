@@ -212,11 +212,12 @@ def test_predict_never_waits_for_a_profile_that_is_loading(make_telemetry, tmp_p
             session.instrumentor.force_flush()
         assert _psi(session, "slow-profile"), "drift once the profile is loaded"
         assert _rows(session, "slow-profile") > 0
-    finally:
-        try:  # a failed test must not leave the loader thread blocked on the FIFO
+    finally:  # a failed test must not leave the loader thread blocked on the FIFO
+        try:  # a reader blocked in open() gets end-of-file
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
+        except OSError:  # no reader yet: none will come, the path is gone
             pass
+        fifo.unlink()
 
 
 def test_the_first_predict_does_not_pay_for_a_large_attached_profile(make_telemetry, fresh_hub):
