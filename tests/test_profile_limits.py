@@ -267,3 +267,41 @@ def test_no_profile_is_captured_at_fit_for_data_wider_than_the_limit(make_teleme
     assert "_otel_mlmon_profile" not in model.__dict__
     narrow = LogisticRegression(max_iter=100).fit(X[:, :5], (X[:, 0] > 0).astype(int))
     assert "_otel_mlmon_profile" in narrow.__dict__
+
+
+def test_a_forked_child_loads_profiles_with_its_own_loader(base, tmp_path):
+    """A load running in the parent when it forks (blocked on a FIFO) is not lost in the child,
+    and the child's other loads do not wait behind it (several loader threads)."""
+    from otel_mlmon._internal.model_profiles import ProfileLoad, start_load
+
+    fifo = tmp_path / "blocked.json"
+    os.mkfifo(fifo)
+    blocked = start_load(ProfileLoad(("file", fifo), DEFAULT_LIMITS, lambda profile, digest: profile))
+    time.sleep(0.2)  # the parent's loader thread is now blocked in open()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: a profile attached to a model loads at once
+            status = 1
+            try:
+                load = start_load(ProfileLoad(("text", json.dumps(base)), DEFAULT_LIMITS, lambda p, d: p))
+                status = 0 if load.done.wait(10) and load.error is None and len(load.result[0].features) == 2 else 1
+            finally:
+                os._exit(status)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # watchdog: the child must not hang
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child hung")
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        fifo.unlink()
+    assert blocked.done.wait(10) and isinstance(blocked.error, ValueError), "the parent's load ends (empty file)"

@@ -3,10 +3,10 @@
 (:class:`ProfileLoad`: the profile attached at fit, else ``{profile_dir}/{name}.json``).
 
 A model's first call only notes where its profile is (:func:`profile_source`: one attribute
-read, no I/O, no parsing) and queues a :class:`ProfileLoad`; one background thread
-(``otel-mlmon-profile-load``) reads, checks against the size limits
+read, no I/O, no parsing) and queues a :class:`ProfileLoad`; a background thread
+(``otel-mlmon-profile-load``, at most four) reads, checks against the size limits
 (:class:`~otel_mlmon.drift.profile_limits.ProfileLimits`, ``OTEL_MLMON_PROFILE_MAX_*``), parses
-the profile and builds its drift monitor, one load at a time. ``predict`` never waits for it:
+the profile and builds its drift monitor. ``predict`` never waits for it:
 the recording worker profiles a model's samples once its load is done, waiting for a load at
 most :data:`LOAD_WAIT_S` in all (so a small profile loaded right after the first call misses no
 sample), and drops the samples that arrive before a slower load is done. A failed load (a
@@ -28,7 +28,8 @@ from otel_mlmon._internal.samples import strided
 PROFILE_MAX_ROWS = 200_000  # rows of the training data profiled at fit (evenly strided)
 PROFILE_PREDICT_ROWS = 10_000  # training rows predicted at fit for the output reference
 LOAD_WAIT_S = 1.0  # the recording worker waits at most this long in all for one load
-_MAX_QUEUED = 256  # loads waiting for the loader thread; beyond, a load fails at once
+_MAX_QUEUED = 256  # loads waiting for a loader thread; beyond, a load fails at once
+_THREADS = 4  # loader threads at most
 _CACHED = 32  # parsed profiles kept by digest (a model deserialised per request is parsed once)
 
 
@@ -112,14 +113,16 @@ class ProfileLoad:
 
 
 class _Loader:
-    """The loads waiting for the background thread, and that thread (started when a load is
-    queued and none is running; it ends when the queue is empty). Rebuilt after ``fork``."""
+    """The loads waiting for a background thread, and those threads: at most
+    :data:`_THREADS`, started when a load is queued and fewer are running, each ending when the
+    queue is empty (so one load stuck on slow storage does not hold up every other model's).
+    Rebuilt after ``fork``: the parent's threads are gone; their unfinished loads are queued again."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.queue: deque[ProfileLoad] = deque()
-        self.thread: threading.Thread | None = None
-        self.current: ProfileLoad | None = None
+        self.running: set[ProfileLoad | None] = set()  # a thread's current load (None between loads)
+        self.threads = 0
 
     def submit(self, load: ProfileLoad) -> None:
         with self.lock:
@@ -127,29 +130,29 @@ class _Loader:
                 load.fail(RuntimeError(f"more than {_MAX_QUEUED} reference profiles waiting to load"))
                 return
             self.queue.append(load)
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="otel-mlmon-profile-load", daemon=True)
-                self.thread.start()
+            if self.threads < _THREADS:
+                self.threads += 1
+                threading.Thread(target=self._run, name="otel-mlmon-profile-load", daemon=True).start()
 
     def _run(self) -> None:
+        load = None
         while True:
             with self.lock:
+                self.running.discard(load)
                 if not self.queue:
-                    self.thread = self.current = None
+                    self.threads -= 1
                     return
-                load = self.current = self.queue.popleft()
+                load = self.queue.popleft()
+                self.running.add(load)
             load.run()
 
     def after_fork(self) -> None:
-        """In a forked child: the parent's thread is gone; its unfinished load is queued again."""
-        current = self.current
+        unfinished = [load for load in self.running if load is not None and not load.done.is_set()]
         self.lock = threading.Lock()
-        self.thread = self.current = None
-        if current is not None and not current.done.is_set() and current.source is not None:
-            self.queue.appendleft(current)
+        self.running, self.threads = set(), 0
+        self.queue.extendleft(load for load in unfinished if load.source is not None)
         if self.queue:
-            load = self.queue.popleft()
-            self.submit(load)
+            self.submit(self.queue.popleft())
 
 
 _LOADER = _Loader()
