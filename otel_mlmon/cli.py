@@ -115,8 +115,13 @@ def _config(args: argparse.Namespace) -> int:
 
 def _profile(args: argparse.Namespace) -> int:
     """``otel-mlmon profile``: the directories of ``--output`` are created as needed (and
-    removed again, if still empty, when no profile could be written)."""
+    removed again, if still empty, when no profile could be written); the profile limits are
+    ``OTEL_MLMON_PROFILE_MAX_*``, as where the profile will be loaded."""
+    from otel_mlmon._internal.config import Settings  # noqa: PLC0415
+    from otel_mlmon._internal.model_profiles import limits_of  # noqa: PLC0415
     from otel_mlmon.drift.cli import profile_command  # noqa: PLC0415
+
+    args.limits = limits_of(Settings.resolve({}))
 
     created = []
     directory = os.path.dirname(os.path.abspath(args.output))

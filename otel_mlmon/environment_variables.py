@@ -254,6 +254,50 @@ Directory of reference profiles for models trained elsewhere: ``{model name}.jso
 by ``otel-mlmon profile``) is loaded for a model that carries no profile. Default: empty.
 """
 
+OTEL_MLMON_PROFILE_MAX_BYTES = "OTEL_MLMON_PROFILE_MAX_BYTES"
+"""
+.. envvar:: OTEL_MLMON_PROFILE_MAX_BYTES
+
+Largest reference profile read, in bytes of JSON (a file's size is checked before it is read;
+a profile attached to a model counts its characters). A larger one is not loaded: the model is
+monitored for data quality only and the failure is counted in ``ml.monitor.error.count``.
+Default: ``16777216`` (16 MiB; a profile at the defaults is about 7 KiB per numeric feature).
+"""
+
+OTEL_MLMON_PROFILE_MAX_FEATURES = "OTEL_MLMON_PROFILE_MAX_FEATURES"
+"""
+.. envvar:: OTEL_MLMON_PROFILE_MAX_FEATURES
+
+Most features a reference profile may have (a wider one is not loaded; ``otel-mlmon profile``
+refuses a file with more columns, and no profile is captured at fit for wider training data).
+Default: ``1000``.
+"""
+
+OTEL_MLMON_PROFILE_MAX_BINS = "OTEL_MLMON_PROFILE_MAX_BINS"
+"""
+.. envvar:: OTEL_MLMON_PROFILE_MAX_BINS
+
+Most drift bins of a numeric feature in a reference profile, and most edges of its stored fine
+histogram (256 at the defaults). Also the largest ``otel-mlmon profile --bins``. Default: ``1000``.
+"""
+
+OTEL_MLMON_PROFILE_MAX_CATEGORIES = "OTEL_MLMON_PROFILE_MAX_CATEGORIES"
+"""
+.. envvar:: OTEL_MLMON_PROFILE_MAX_CATEGORIES
+
+Most category values of one categorical feature in a reference profile (profiles store at most
+1000 at the defaults). Default: ``10000``.
+"""
+
+OTEL_MLMON_PROFILE_MAX_VALUE_LENGTH = "OTEL_MLMON_PROFILE_MAX_VALUE_LENGTH"
+"""
+.. envvar:: OTEL_MLMON_PROFILE_MAX_VALUE_LENGTH
+
+Longest feature name or category value in a reference profile, in characters. When a profile is
+built, longer category values are not stored: they count in the feature's "other" bin and its
+category list is marked incomplete. Default: ``1024``.
+"""
+
 OTEL_MLMON_LABEL_STORE = "OTEL_MLMON_LABEL_STORE"
 """
 .. envvar:: OTEL_MLMON_LABEL_STORE

@@ -33,7 +33,7 @@ from opentelemetry.metrics import Meter, Observation
 from otel_mlmon import semconv
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.data_metrics import DataMetrics
-from otel_mlmon._internal.model_profiles import profile_of
+from otel_mlmon._internal.model_profiles import LOAD_WAIT_S, ProfileLoad, limits_of, profile_source, start_load
 from otel_mlmon._internal.outputs import classes_list, output_point, predicted_labels, softmax
 from otel_mlmon._internal.samples import sample_input, sample_rows, strided
 from otel_mlmon._internal.signals import SeriesWatch
@@ -151,26 +151,59 @@ class DataPlane(DataMetrics):
         return state
 
     def _drift_monitor(self, key: tuple[str, str | None], model: Any) -> Any:
+        """The model's monitor, or the :class:`ProfileLoad` of its profile: read, parsed and
+        built on the loader thread, never here on the caller's (see ``model_profiles``)."""
+        source = profile_source(model, key[0], self._settings.profile_dir)
+        if source is not None:
+            build = lambda profile, digest: self._monitor_for(key, profile, digest)  # noqa: E731
+            return start_load(ProfileLoad(source, limits_of(self._settings), build))
+        return self._install(key, None, None)
+
+    def _monitor_for(self, key: tuple[str, str | None], profile: Any, digest: str | None) -> Any:
+        """Loader thread: the model's current monitor if it has this profile, else a new one."""
+        with self._lock:
+            current = self._drift.get(key)
+        return current[0] if current is not None and current[1] == digest else self._new_monitor(profile)
+
+    def _new_monitor(self, profile: Any) -> Any:
+        from otel_mlmon.drift import DriftMonitor  # noqa: PLC0415
+
         settings = self._settings
-        try:
-            profile, digest = profile_of(model, key[0], settings.profile_dir)
-        except Exception as exc:  # noqa: BLE001 - a bad profile: data quality only
-            self._internal_error("profile_load", exc)
-            profile, digest = None, None
+        return DriftMonitor(profile, window_rows=settings.drift_window_rows,
+                            window_seconds=settings.drift_window_s,
+                            max_features=settings.drift_max_features,
+                            sample_rows=settings.drift_sample_rows,
+                            max_rows_per_second=None)  # the budget is paid before the copy  # fmt: skip
+
+    def _install(self, key: tuple[str, str | None], monitor: Any, digest: str | None) -> Any:
+        """The model's monitor: the current one when it has the same profile, else ``monitor``
+        (a new one without a profile when None)."""
         with self._lock:
             current = self._drift.get(key)
             if current is not None and current[1] == digest:
                 return current[0]
-        from otel_mlmon.drift import DriftMonitor  # noqa: PLC0415
-
-        monitor = DriftMonitor(profile, window_rows=settings.drift_window_rows,
-                               window_seconds=settings.drift_window_s,
-                               max_features=settings.drift_max_features,
-                               sample_rows=settings.drift_sample_rows,
-                               max_rows_per_second=None)  # the budget is paid before the copy  # fmt: skip
+        monitor = self._new_monitor(None) if monitor is None else monitor
         with self._lock:
             self._drift[key] = (monitor, digest)
         return monitor
+
+    def _loaded(self, data: DataState) -> Any:
+        """Worker: the monitor of a state whose profile was loading, once the load is done
+        (waiting for it at most LOAD_WAIT_S in all); None while it is not."""
+        load = data.drift
+        if not load.done.is_set() and load.waited < LOAD_WAIT_S:
+            started = time.perf_counter()
+            load.done.wait(LOAD_WAIT_S - load.waited)
+            load.waited += time.perf_counter() - started
+        if not load.done.is_set():
+            return None
+        monitor, digest = None, None
+        if load.error is not None:  # a bad profile: data quality only
+            self._internal_error("profile_load", load.error)
+        else:
+            monitor, digest = load.result
+        data.drift = self._install(data.model_key, monitor, digest)
+        return data.drift
 
     # ------------------------------------------------------------------ hot path
     def capture(self, data: DataState, args: tuple, kwargs: dict, rows: int | None, now: float) -> tuple:
@@ -221,25 +254,28 @@ class DataPlane(DataMetrics):
                         point = proba if proba is not None else (y_pred if mode == OUT_VALUES else None)
                         if point is not None:
                             outputs.setdefault(data.model_key, []).append(point)
-                if data.drift is not None and sample is not None:
+                drift = data.drift
+                if isinstance(drift, ProfileLoad) and sample is not None:
+                    drift = self._loaded(data)  # None: not profiled until the profile is loaded
+                if drift is not None and sample is not None:
                     predictions = None
                     if y_pred is not None:
                         predictions = strided(np.asarray(y_pred), self._settings.drift_sample_rows)
                     elif proba is not None and data.classes is not None:
                         predictions = predicted_labels(strided(proba, self._settings.drift_sample_rows), data.classes)
                     if isinstance(sample, np.ndarray):  # profiled with the flush's other arrays
-                        batch = (id(data.drift), sample.shape[1], sample.dtype.str,
+                        batch = (id(drift), sample.shape[1], sample.dtype.str,
                                  None if predictions is None else (predictions.ndim, predictions.dtype.str))  # fmt: skip
                         entry = batches.get(batch)
                         if entry is None:
-                            entry = batches[batch] = (data.drift, [], [], [timestamp])
+                            entry = batches[batch] = (drift, [], [], [timestamp])
                         entry[1].append(sample)
                         if predictions is not None:
                             entry[2].append(predictions)
                         entry[3][0] = timestamp
                     else:
                         sample = strided(sample, self._settings.drift_sample_rows)
-                        data.drift.update(sample, predictions=predictions, timestamp=timestamp)
+                        drift.update(sample, predictions=predictions, timestamp=timestamp)
                     touched.add(data.model_key)
                 if block is not None and self._hub is not None and (y_pred is not None or proba is not None):
                     item = (data.model_key, block, y_pred, proba, data.classes, timestamp)

@@ -11,18 +11,24 @@ from otel_mlmon.drift._columns import count_categories, to_float
 from otel_mlmon.drift._sketch import CategoryCounter, NumericSketch
 from otel_mlmon.drift.base import CATEGORICAL, NUMERIC
 from otel_mlmon.drift.feature_profile import FeatureProfile, frozen_array
+from otel_mlmon.drift.profile_limits import DEFAULT_MAX_VALUE_LENGTH
 
 
 class FeatureState:
     """One feature's counts while a profile is built: exact counts of NaN, inf and missing
     values, a :class:`~otel_mlmon.drift._sketch.NumericSketch` (numeric) or a
     :class:`~otel_mlmon.drift._sketch.CategoryCounter` (categorical); mergeable, and finished
-    into a :class:`~otel_mlmon.drift.feature_profile.FeatureProfile`."""
+    into a :class:`~otel_mlmon.drift.feature_profile.FeatureProfile`. Category values longer
+    than ``max_length`` characters are not stored: they count as "other" and the category list
+    is then incomplete."""
 
-    __slots__ = ("name", "kind", "dtype", "dtype_class", "rows", "missing", "nan", "inf", "sketch", "counter")
+    __slots__ = ("name", "kind", "dtype", "dtype_class", "rows", "missing", "nan", "inf", "sketch", "counter",
+                 "max_length")  # fmt: skip
 
-    def __init__(self, name: str, kind: str, dtype: str, cls: str, sketch_edges: int, max_categories: int) -> None:
+    def __init__(self, name: str, kind: str, dtype: str, cls: str, sketch_edges: int, max_categories: int,
+                 max_length: int = DEFAULT_MAX_VALUE_LENGTH) -> None:  # fmt: skip
         self.name, self.kind, self.dtype, self.dtype_class = name, kind, dtype, cls
+        self.max_length = max_length
         self.rows = self.missing = self.nan = self.inf = 0
         self.sketch = NumericSketch(max_edges=sketch_edges) if kind == NUMERIC else None
         self.counter = CategoryCounter(max_categories) if kind == CATEGORICAL else None
@@ -46,6 +52,11 @@ class FeatureState:
         keys, counts, n_missing = count_categories(values)
         self.rows += values.size
         self.missing += n_missing
+        if keys and max(map(len, keys)) > self.max_length:  # too long to store: "other"
+            keep = [i for i, key in enumerate(keys) if len(key) <= self.max_length]
+            self.counter.pruned += int(counts.sum() - counts[keep].sum())
+            self.counter.overflow = True
+            keys, counts = [keys[i] for i in keep], counts[keep]
         self.counter.update(keys, counts)
 
     def add(self, values: np.ndarray) -> None:
@@ -69,6 +80,7 @@ class FeatureState:
     def spawn(self) -> FeatureState:
         new = FeatureState.__new__(FeatureState)
         new.name, new.kind, new.dtype, new.dtype_class = self.name, self.kind, self.dtype, self.dtype_class
+        new.max_length = self.max_length
         new.rows = new.missing = new.nan = new.inf = 0
         new.sketch = None if self.sketch is None else self.sketch.spawn()
         new.counter = None if self.counter is None else CategoryCounter(self.counter.capacity)

@@ -12,6 +12,7 @@ import numpy as np
 from otel_mlmon.drift._columns import DTYPE_CLASSES
 from otel_mlmon.drift.base import CATEGORICAL, NUMERIC
 from otel_mlmon.drift.feature_profile import FeatureProfile, frozen_array
+from otel_mlmon.drift.profile_limits import DEFAULT_LIMITS, ProfileLimits
 
 FORMAT = "otel-mlmon.reference-profile"
 VERSION = 1
@@ -88,10 +89,33 @@ def _increasing(values: list[float], where: str) -> None:
         raise ValueError(f"reference profile: {where} must be strictly increasing")
 
 
-def _parse_feature(data: Any, path: str, top_k: int) -> FeatureProfile:
+def _sizes(r: _Reader, kind: str, name: str, limits: ProfileLimits) -> None:
+    """The feature's lists within ``limits``, checked before their elements are read."""
+    where = f"feature {name[:64]!r}"
+    counts = r.data.get("counts")
+    if kind == NUMERIC:
+        edges, sketch = r.data.get("edges"), r.data.get("sketch")
+        sketch = sketch if isinstance(sketch, dict) else {}
+        for values, extra, what in ((edges, 1, "bins"), (counts, 0, "bins"), (sketch.get("edges"), 0, "sketch edges"),
+                                    (sketch.get("counts"), -1, "sketch edges")):  # fmt: skip
+            if isinstance(values, list):
+                n = len(values) + extra
+                limits.check("max_bins", n, f"has {n} {what} in {where}")
+    else:
+        values = r.data.get("values")
+        for items in (values, counts):
+            if isinstance(items, list):
+                limits.check("max_categories", len(items), f"has {len(items)} categories in {where}")
+        if isinstance(values, list) and all(isinstance(v, str) for v in values):
+            limits.check_values(values, where)
+
+
+def _parse_feature(data: Any, path: str, top_k: int, limits: ProfileLimits = DEFAULT_LIMITS) -> FeatureProfile:
     r = _Reader(data, path)
     name = r.str("name")
+    limits.check("max_value_length", len(name), f"has a feature name of {len(name)} characters ({path})")
     kind = r.str("kind", (NUMERIC, CATEGORICAL))
+    _sizes(r, kind, name, limits)
     common = dict(name=name, kind=kind, dtype=r.str("dtype"), dtype_class=r.str("dtype_class", DTYPE_CLASSES),
                   rows=r.int("rows"), count=r.int("count"), missing=r.int("missing"), top_k=top_k)  # fmt: skip
     counts = r.numbers("counts", integer=True)
@@ -134,9 +158,11 @@ def _parse_feature(data: Any, path: str, top_k: int) -> FeatureProfile:
     return feature
 
 
-def profile_fields(data: Any) -> dict[str, Any]:
+def profile_fields(data: Any, limits: ProfileLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The validated fields of a :class:`~otel_mlmon.drift.profile.ReferenceProfile` read from
-    parsed JSON; ``ValueError`` naming the offending field."""
+    parsed JSON; ``ValueError`` naming the offending field or the limit exceeded
+    (:class:`~otel_mlmon.drift.profile_limits.ProfileLimits`), sizes checked before the
+    elements are read."""
     r = _Reader(data, "")
     fmt = r.get("format")
     if fmt != FORMAT:
@@ -145,11 +171,14 @@ def profile_fields(data: Any) -> dict[str, Any]:
     if version != VERSION:
         raise ValueError(f"unsupported reference profile version {version!r}; this otel-mlmon reads version {VERSION}")
     n_bins = r.int("n_bins", minimum=2)
+    limits.check("max_bins", n_bins, f"has n_bins {n_bins}")
     top_k = r.int("top_k", minimum=1)
+    limits.check("max_categories", top_k, f"has top_k {top_k}")
     features_data = r.get("features")
     if not isinstance(features_data, list):
         raise ValueError("reference profile: features must be a list")
-    features = tuple(_parse_feature(f, f"features[{i}]", top_k) for i, f in enumerate(features_data))
+    limits.check("max_features", len(features_data), f"has {len(features_data)} features")
+    features = tuple(_parse_feature(f, f"features[{i}]", top_k, limits) for i, f in enumerate(features_data))
     names = [f.name for f in features]
     if len(set(names)) != len(names):
         raise ValueError("reference profile: feature names must be unique")
@@ -160,8 +189,8 @@ def profile_fields(data: Any) -> dict[str, Any]:
         n_bins=n_bins,
         top_k=top_k,
         named=r.bool("named"),
-        output=None if output_data is None else _parse_feature(output_data, "output", top_k),
-        target=None if target_data is None else _parse_feature(target_data, "target", top_k),
+        output=None if output_data is None else _parse_feature(output_data, "output", top_k, limits),
+        target=None if target_data is None else _parse_feature(target_data, "target", top_k, limits),
     )
     r.done()
     return fields

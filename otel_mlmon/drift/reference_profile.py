@@ -29,6 +29,7 @@ from otel_mlmon.drift.base import CATEGORICAL, NUMERIC
 from otel_mlmon.drift.feature_profile import DEFAULT_TOP_K, FeatureProfile
 from otel_mlmon.drift.feature_state import FeatureState
 from otel_mlmon.drift.profile_json import FORMAT, VERSION, profile_fields, reject_constant
+from otel_mlmon.drift.profile_limits import DEFAULT_LIMITS, ProfileLimits, check_text, read_text
 
 OUTPUT = "_output"
 TARGET = "_target"
@@ -85,30 +86,39 @@ class ReferenceProfile:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False, separators=None if indent else (",", ":"))
 
     @classmethod
-    def from_dict(cls, data: Any) -> ReferenceProfile:
-        return ReferenceProfile(**profile_fields(data))
+    def from_dict(cls, data: Any, *, limits: ProfileLimits = DEFAULT_LIMITS) -> ReferenceProfile:
+        return ReferenceProfile(**profile_fields(data, limits))
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> ReferenceProfile:
-        """Parse and validate; ``ValueError`` on malformed JSON, wrong format or version."""
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        if not isinstance(text, str):
+    def from_json(cls, text: str | bytes, *, limits: ProfileLimits = DEFAULT_LIMITS) -> ReferenceProfile:
+        """Parse and validate; ``ValueError`` on malformed JSON, wrong format or version, or a
+        profile beyond ``limits`` (:mod:`~otel_mlmon.drift.profile_limits`: checked on the
+        text before it is parsed, then field by field before anything is built)."""
+        if not isinstance(text, (str, bytes)):
             raise ValueError(f"a reference profile is JSON text, got {type(text).__name__}")
+        check_text(text, limits)
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"reference profile is not UTF-8: {exc}") from None
+            check_text(text, limits)
         try:
             data = json.loads(text, parse_constant=reject_constant)
         except json.JSONDecodeError as exc:
             raise ValueError(f"reference profile is not valid JSON: {exc}") from None
-        return ReferenceProfile(**profile_fields(data))
+        except RecursionError:
+            raise ValueError("reference profile is not valid JSON: nested too deeply (a profile is 5 levels deep)") from None
+        return ReferenceProfile(**profile_fields(data, limits))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(self.to_json())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ReferenceProfile:
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_json(fh.read())
+    def load(cls, path: str | os.PathLike[str], *, limits: ProfileLimits = DEFAULT_LIMITS) -> ReferenceProfile:
+        """Read and validate a saved profile; its size is checked before it is read."""
+        return cls.from_json(read_text(path, limits), limits=limits)
 
     # ------------------------------------------------------------------ merge
     def merge(self, other: ReferenceProfile) -> ReferenceProfile:
@@ -164,7 +174,10 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 class ProfileBuilder:
-    """Streaming, mergeable builder of a :class:`ReferenceProfile`.
+    """Streaming, mergeable builder of a :class:`ReferenceProfile`, within ``limits``
+    (:class:`~otel_mlmon.drift.profile_limits.ProfileLimits`: ``n_bins``, ``max_categories``,
+    the number of features and their names are checked; category values longer than
+    ``max_value_length`` are not stored but counted as "other", so what it builds can be loaded).
 
     ``update(chunk, y=None, predictions=None)`` adds rows (any input of ``build_profile``); the
     first chunk fixes the schema — feature names and kinds. ``finish()`` returns the profile
@@ -192,19 +205,26 @@ class ProfileBuilder:
         categorical: Iterable[str] | None = None,
         max_categories: int = DEFAULT_MAX_CATEGORIES,
         sketch_edges: int = DEFAULT_MAX_EDGES,
-        stored_sketch_edges: int = DEFAULT_STORED_SKETCH,
+        stored_sketch_edges: int | None = None,
         output_kind: str | None = None,
+        limits: ProfileLimits = DEFAULT_LIMITS,
     ) -> None:
         self.feature_names = None if feature_names is None else [str(n) for n in feature_names]
         if self.feature_names is not None and len(set(self.feature_names)) != len(self.feature_names):
             raise ValueError("feature_names must be unique")
+        self.limits = limits
         self.n_bins = _check_int("n_bins", n_bins, 2)
+        limits.check("max_bins", self.n_bins, f"would have n_bins {self.n_bins}")
         self.top_k = _check_int("top_k", top_k, 1)
         self.max_categories = _check_int("max_categories", max_categories, 1)
+        limits.check("max_categories", self.max_categories, f"would have max_categories {self.max_categories}")
         if self.max_categories < self.top_k:
             raise ValueError(f"max_categories ({max_categories}) must be >= top_k ({top_k})")
         self.sketch_edges = _check_int("sketch_edges", sketch_edges, 16)
+        if stored_sketch_edges is None:  # at least one stored edge per bin
+            stored_sketch_edges = max(DEFAULT_STORED_SKETCH, self.n_bins)
         self.stored_sketch_edges = _check_int("stored_sketch_edges", stored_sketch_edges, max(4, self.n_bins))
+        limits.check("max_bins", self.stored_sketch_edges, f"would have {self.stored_sketch_edges} sketch edges")
         if isinstance(categorical, str):
             categorical = [c.strip() for c in categorical.split(",") if c.strip()]
         self.categorical = None if categorical is None else {str(c) for c in categorical}
@@ -227,7 +247,9 @@ class ProfileBuilder:
                 raise ValueError(f"{len(self.feature_names)} feature_names for {table.n_cols} columns")
             names = self.feature_names
         self._named = names is not None
+        self.limits.check("max_features", table.n_cols, f"would have {table.n_cols} features")
         names = names if names is not None else positional_names(table.n_cols)
+        self.limits.check_values(names, "the feature names")
         unknown = (self.categorical or set()) - set(names)
         if unknown:
             raise ValueError(f"categorical names unknown features: {sorted(unknown)}")
@@ -243,7 +265,8 @@ class ProfileBuilder:
                 kind = NUMERIC if looks_numeric(table.column(j)) else CATEGORICAL
             else:
                 kind = NUMERIC
-            states.append(FeatureState(name, kind, str(dtype), cls, self.sketch_edges, self.max_categories))
+            states.append(FeatureState(name, kind, str(dtype), cls, self.sketch_edges, self.max_categories,
+                                       self.limits.max_value_length))  # fmt: skip
         self._features = states
 
     def _order(self, table: Table) -> list[int]:
@@ -286,7 +309,7 @@ class ProfileBuilder:
             if state is None:
                 kind = self.output_kind or _output_kind(vector)
                 state = FeatureState(name, kind, str(vector.dtype), dtype_class(vector.dtype), self.sketch_edges,
-                                      self.max_categories)  # fmt: skip
+                                     self.max_categories, self.limits.max_value_length)  # fmt: skip
                 setattr(self, attr, state)
             state.add(vector)
         return self
@@ -322,7 +345,8 @@ class ProfileBuilder:
         """An empty builder with this one's schema and fine grids (for exact shard merges)."""
         new = ProfileBuilder(self.feature_names, n_bins=self.n_bins, top_k=self.top_k, categorical=self.categorical,
                              max_categories=self.max_categories, sketch_edges=self.sketch_edges,
-                             stored_sketch_edges=self.stored_sketch_edges, output_kind=self.output_kind)  # fmt: skip
+                             stored_sketch_edges=self.stored_sketch_edges, output_kind=self.output_kind,
+                             limits=self.limits)  # fmt: skip
         if self._features is not None:
             new._features = [f.spawn() for f in self._features]
             new._named = self._named
