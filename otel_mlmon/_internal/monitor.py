@@ -252,7 +252,7 @@ class Monitor:
         if not (self.settings.profile_on_fit and self.settings.data_monitoring) or not hasattr(model, "predict"):
             return
         try:
-            from otel_mlmon._internal.model_profiles import capture_profile  # noqa: PLC0415
+            from otel_mlmon._internal.model_profiles import capture_profile, limits_of  # noqa: PLC0415
 
             X = args[0] if args else kwargs.get("X")
             y = args[1] if len(args) > 1 else kwargs.get("y")
@@ -267,7 +267,7 @@ class Monitor:
                 finally:
                     ACTIVE.reset(token)
 
-            capture_profile(model, X, y, run_predict)
+            capture_profile(model, X, y, run_predict, limits_of(self.settings))
         except (TypeError, ValueError) as exc:  # data the profile does not take (e.g. nested objects)
             _logger.debug("otel-mlmon: no reference profile for %s: %s", type(model).__name__, exc)
         except Exception as exc:  # noqa: BLE001 - fitting goes on without a profile
