@@ -18,6 +18,7 @@ thread holding one of them ever waits for one of a lower rank, so ``before`` can
 with the threads it waits for:
 
 ====================  ======================================================================
+``SDK_READER`` -10    a metric reader's lock (``InMemoryMetricReader`` takes it, then the next)
 ``SDK_COLLECTION`` 0  the MeterProvider's collection lock: a collection (periodic reader,
                       Prometheus scrape, ``get_metrics_data``) runs our observable callbacks,
                       which take the locks below; taken first, so ``before`` waits for a
@@ -58,10 +59,11 @@ import weakref
 from typing import Any, Callable, Iterable
 
 __all__ = ["ALERTS", "EXIT_TIMEOUT_S", "FORK_TIMEOUT_S", "HUB", "HUB_FLUSH", "LEAF", "RECORDER", "SDK_COLLECTION",
-           "STORE", "register", "register_sdk_collection", "run_exit_hooks"]  # fmt: skip
+           "SDK_READER", "STORE", "register", "register_sdk_collection", "run_exit_hooks"]  # fmt: skip
 
 _logger = logging.getLogger("otel_mlmon")
 
+SDK_READER = -10
 SDK_COLLECTION = 0
 ALERTS = 10
 RECORDER = 20
@@ -104,18 +106,27 @@ def register(owner: Any, rank: int, lock: str | Callable[[Any], Iterable[Any]] |
         _logger.debug("otel-mlmon: %r does not take part in fork and exit handling", owner, exc_info=True)
 
 
+def _is_lock(lock: Any) -> bool:
+    return callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None))
+
+
 def register_sdk_collection(meter: Any) -> None:
-    """Hold the collection lock of ``meter``'s MeterProvider across fork (an SDK internal,
-    looked up defensively: without it, nothing is registered)."""
+    """Hold the collection locks of ``meter``'s MeterProvider across fork: its readers' own
+    lock (``InMemoryMetricReader.get_metrics_data`` holds it around a collection), then the
+    measurement consumer's. SDK internals, looked up defensively: what is not found is not
+    registered. The periodic reader's export lock is not held: an export can take the
+    exporter's whole timeout, and no otel-mlmon code runs under it."""
     meter = getattr(meter, "_real_meter", None) or meter  # the API's proxy meter
     consumer = getattr(meter, "_measurement_consumer", None)
-    lock = getattr(consumer, "_lock", None)
-    if not (callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None))):
-        return
-    with _registry_lock:
-        if any(e[2]() is consumer and e[3] == "_lock" for e in _entries):
-            return
-    register(consumer, SDK_COLLECTION, lock="_lock")
+    owners = [(reader, SDK_READER) for reader in getattr(consumer, "_reader_storages", {})]
+    owners.append((consumer, SDK_COLLECTION))
+    for owner, rank in owners:
+        if not _is_lock(getattr(owner, "_lock", None)):
+            continue
+        with _registry_lock:
+            if any(e[2]() is owner and e[3] == "_lock" for e in _entries):
+                continue
+        register(owner, rank, lock="_lock")
 
 
 def _live(entries: list) -> list[tuple[int, int, Any, Any, Callable | None, Callable | None]]:
@@ -144,7 +155,7 @@ def _before() -> None:
         except Exception:  # noqa: BLE001
             locks = []
         for lock in locks:
-            if lock is None:
+            if lock is None or any(lock is held for _, held in _held):
                 continue
             try:
                 acquired = lock.acquire(True, max(0.0, deadline - time.monotonic()))

@@ -10,6 +10,7 @@ import faulthandler
 import os
 import random
 import signal
+import sqlite3
 import threading
 import time
 import traceback
@@ -109,12 +110,27 @@ def _reap(alive, failures, block):
         time.sleep(0.005)
 
 
-def test_forked_children_predict_join_and_collect_while_the_parent_predicts(make_telemetry, tmp_path):
-    session = make_telemetry(flush_interval_ms=5, label_store_path=str(tmp_path / "labels.sqlite"))
+def _collect_loop(reader, stop, errors):
+    try:
+        while not stop.is_set():
+            reader.get_metrics_data()
+            time.sleep(0.01)
+    except BaseException as exc:  # noqa: BLE001
+        errors.append(exc)
+
+
+@pytest.mark.parametrize("collecting", [False, True], ids=["predicting", "predicting-and-collecting"])
+def test_forked_children_predict_join_and_collect_while_the_parent_predicts(make_telemetry, tmp_path, collecting):
+    """``collecting``: a third parent thread collects metrics all along (our observable callbacks
+    run under the SDK's collection locks), as a periodic reader or a Prometheus scrape would."""
+    path = tmp_path / "labels.sqlite"
+    session = make_telemetry(flush_interval_ms=5, label_store_path=str(path))
     model = _model()
     stop = threading.Event()
     errors: list[BaseException] = []
     threads = [threading.Thread(target=_predict_loop, args=(model, stop, f"parent{t}", errors)) for t in range(2)]
+    if collecting:
+        threads.append(threading.Thread(target=_collect_loop, args=(session.reader, stop, errors)))
     for thread in threads:
         thread.start()
     alive: dict[int, tuple] = {}
@@ -158,4 +174,6 @@ def test_forked_children_predict_join_and_collect_while_the_parent_predicts(make
         y = model.predict(np.zeros((ROWS, 4)))
     assert otel_mlmon.record_ground_truth(ids, y).joined == ROWS
     assert _row_count(session.reader) > 0
+    with sqlite3.connect(path) as conn:  # the children's writes (and closes) left the file sound
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert time.monotonic() - started < 60
