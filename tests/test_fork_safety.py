@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sklearn.linear_model import LogisticRegression
 
 import otel_mlmon
+from otel_mlmon import _lifecycle
 from helpers import metric_points
 from otel_mlmon import set_model_info
 
@@ -177,3 +178,45 @@ def test_forked_children_predict_join_and_collect_while_the_parent_predicts(make
     with sqlite3.connect(path) as conn:  # the children's writes (and closes) left the file sound
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert time.monotonic() - started < 60
+
+
+def test_a_lock_never_released_delays_a_fork_by_the_timeout_only(monkeypatch, caplog):
+    """``before`` never hangs a fork: a lock another thread keeps is given up after
+    ``FORK_TIMEOUT_S``, logged, and its owner's child hook is told (``quiesced=False``)."""
+    monkeypatch.setattr(_lifecycle, "FORK_TIMEOUT_S", 0.3)
+
+    class Owner:
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def child(self, quiesced: bool) -> None:
+            os.write(write_end, b"quiesced" if quiesced else b"not quiesced")
+
+    owner = Owner()
+    _lifecycle.register(owner, _lifecycle.STORE, lock="_lock", child=Owner.child)
+    read_end, write_end = os.pipe()
+    taken, release = threading.Event(), threading.Event()
+
+    def keep() -> None:
+        with owner._lock:
+            taken.set()
+            release.wait(30)
+
+    keeper = threading.Thread(target=keep)
+    keeper.start()
+    taken.wait(5)
+    try:
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        took = time.monotonic() - started
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert os.read(read_end, 100) == b"not quiesced"
+        assert 0.25 <= took < 3, took
+        assert "could not wait for Owner._lock" in caplog.text
+    finally:
+        release.set()
+        keeper.join(30)
+        os.close(read_end)
+        os.close(write_end)
