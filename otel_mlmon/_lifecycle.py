@@ -82,6 +82,7 @@ _registry_lock = threading.Lock()
 _held: list[tuple[int, Any]] = []  # (id of the owner, lock) acquired in ``before``
 _missed: list[tuple[int, str]] = []  # (id of the owner, lock) not acquired in ``before``
 _exit_registered = False
+_warned = False
 
 
 def register(owner: Any, rank: int, lock: str | Callable[[Any], Iterable[Any]] | None = None,
@@ -90,9 +91,10 @@ def register(owner: Any, rank: int, lock: str | Callable[[Any], Iterable[Any]] |
     """Take part in fork and exit; ``owner`` is held weakly (a dead owner is forgotten).
 
     ``lock``: the name of ``owner``'s lock attribute held across fork (read at fork time, so
-    a lock the owner replaces is followed), or ``lock(owner)`` returning the locks to hold. ``child(owner, quiesced)``: run in a forked child;
-    ``quiesced`` is ``False`` when one of ``owner``'s locks could not be acquired before the
-    fork. ``exit(owner)``: run at interpreter exit. Never raises.
+    a lock the owner replaces is followed), or ``lock(owner)`` returning the locks to hold.
+    ``child(owner, quiesced)``: run in a forked child; ``quiesced`` is ``False`` when one of
+    ``owner``'s locks could not be acquired before the fork. ``exit(owner)``: run at
+    interpreter exit. Never raises.
     """
     global _exit_registered
     try:
@@ -142,6 +144,13 @@ def _live(entries: list) -> list[tuple[int, int, Any, Any, Callable | None, Call
 def _before() -> None:
     _held.clear()
     _missed.clear()
+    try:
+        _quiesce()
+    except Exception:  # noqa: BLE001 - a fork hook must not raise; what is held is released after
+        _missed.append((0, "otel-mlmon's locks"))
+
+
+def _quiesce() -> None:
     if not _registry_lock.acquire(timeout=FORK_TIMEOUT_S):
         _missed.append((0, "registry"))
         return
@@ -178,10 +187,12 @@ def _release() -> None:
 
 
 def _after_in_parent() -> None:
+    global _warned
     _release()
-    if _missed:
+    if _missed and not _warned:
+        _warned = True
         _logger.warning("otel-mlmon: before fork, could not wait for %s within %s s; the child may find "
-                        "it locked", ", ".join(m for _, m in _missed), FORK_TIMEOUT_S)  # fmt: skip
+                        "it locked (logged once)", ", ".join(m for _, m in _missed), FORK_TIMEOUT_S)  # fmt: skip
 
 
 def _after_in_child() -> None:

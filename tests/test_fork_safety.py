@@ -184,6 +184,7 @@ def test_a_lock_never_released_delays_a_fork_by_the_timeout_only(monkeypatch, ca
     """``before`` never hangs a fork: a lock another thread keeps is given up after
     ``FORK_TIMEOUT_S``, logged, and its owner's child hook is told (``quiesced=False``)."""
     monkeypatch.setattr(_lifecycle, "FORK_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(_lifecycle, "_warned", False)  # logged once per process
 
     class Owner:
         def __init__(self) -> None:
