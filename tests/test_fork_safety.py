@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 
 import otel_mlmon
 from otel_mlmon import _lifecycle
+from otel_mlmon.quality.sqlite_store import SQLiteStore
 from helpers import metric_points
 from otel_mlmon import set_model_info
 
@@ -221,3 +222,40 @@ def test_a_lock_never_released_delays_a_fork_by_the_timeout_only(monkeypatch, ca
         keeper.join(30)
         os.close(read_end)
         os.close(write_end)
+
+
+def test_a_forked_child_holds_its_own_sqlite_file_locks(tmp_path):
+    """The child's connection takes SQLite's file locks for real (the inherited handle was closed
+    in the child, resetting SQLite's per-process lock bookkeeping it shared): when the parent
+    then closes its last connection, which checkpoints and deletes the WAL only if no other
+    process holds the database, the child's later writes are not lost with it."""
+    path = tmp_path / "wal.sqlite"
+    store = SQLiteStore(path)
+    store.put_many(("m", None), ["parent"], y_pred=[1])
+    to_child_r, to_child_w = os.pipe()
+    to_parent_r, to_parent_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            store.put_many(("m", None), ["child-1"], y_pred=[0])  # the child's own connection
+            os.write(to_parent_w, b"1")
+            os.read(to_child_r, 1)  # the parent has closed its store
+            store.put_many(("m", None), ["child-2"], y_pred=[0])
+            code = 0
+        finally:
+            os._exit(code)  # without closing: its last commit stays in the WAL
+    try:
+        assert os.read(to_parent_r, 1) == b"1"
+        store.close()  # the parent's last connection
+        os.write(to_child_w, b"1")
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    finally:
+        for fd in (to_child_r, to_child_w, to_parent_r, to_parent_w):
+            os.close(fd)
+    fresh = SQLiteStore(path)
+    try:
+        joined = sorted(p.id for _, p in fresh.take_many(["parent", "child-1", "child-2"]).joined)
+        assert joined == ["child-1", "child-2", "parent"]
+    finally:
+        fresh.close()
