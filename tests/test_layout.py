@@ -30,6 +30,7 @@ LEAVES = {
     "otel_mlmon.version": "the version string (User-Agent of the webhook, the processor's scope)",
     "otel_mlmon.environment_variables": "the OTEL_MLMON_* variable names, read by _internal/config",
     "otel_mlmon.package": "the instrumented libraries (contrib convention), read by the instrumentors",
+    "otel_mlmon._lifecycle": "fork and exit hooks in one order; the recorder, hub and stores register with it",
 }
 
 def _modules() -> dict[str, Path]:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from opentelemetry.metrics import Meter, Observation
 
-from otel_mlmon import semconv
+from otel_mlmon import _lifecycle, semconv
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.data_metrics import DataMetrics
 from otel_mlmon._internal.model_profiles import LOAD_WAIT_S, ProfileLoad, limits_of, profile_source, start_load
@@ -81,6 +81,7 @@ class DataPlane(DataMetrics):
         self._internal_error = internal_error
         self._flush = flush
         self._lock = threading.Lock()
+        _lifecycle.register(self, _lifecycle.LEAF, lock="_lock")  # held across fork
         self._drift: dict[tuple[str, str | None], tuple[Any, str | None]] = {}
         self._profiled_op: dict[tuple[str, str | None], str] = {}
         self._pending_samples = 0

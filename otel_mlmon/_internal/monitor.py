@@ -30,7 +30,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from opentelemetry.metrics import get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
-from otel_mlmon import semconv
+from otel_mlmon import _lifecycle, semconv
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal import clock, span_flush
 from otel_mlmon._internal.recorder import acquire_recorder, error_type_of, release_recorder
@@ -97,6 +97,10 @@ class Monitor:
         self.anomaly_detection = settings.anomaly_detection
         self._watches: OrderedDict[Any, SignalWatch] = OrderedDict()  # LRU, <= _MAX_WATCHES
         self._watches_lock = threading.Lock()
+        # The detectors' locks are taken on the callers' threads: held across fork, so a forked
+        # child never finds one locked (otel_mlmon._lifecycle).
+        _lifecycle.register(self, _lifecycle.LEAF,
+                            lock=lambda m: [m._watches_lock, *[w._lock for w in list(m._watches.values())]])  # fmt: skip
         self._processor: Any = None
         if settings.anomaly_processor:
             try:

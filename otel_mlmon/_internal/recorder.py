@@ -21,7 +21,7 @@ from opentelemetry.context import attach, detach, set_value
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from otel_mlmon import semconv
+from otel_mlmon import _lifecycle, semconv
 from otel_mlmon._internal import clock
 from otel_mlmon._internal.cardinality import SeriesAttributes
 from otel_mlmon._internal.config import Settings
@@ -111,10 +111,12 @@ class Recorder:
         self._stopped = True
         self._init_sync()
         self._create_instruments(meter)
-        # A forked child (gunicorn, multiprocessing) gets fresh locks, queue and worker.
-        ref = weakref.ref(self)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: (r := ref()) is not None and r._after_fork())
+        # Fork and exit (otel_mlmon._lifecycle): the drain lock is held across fork, so that the
+        # worker is never inside an SDK instrument call at that moment; a forked child (gunicorn,
+        # multiprocessing) gets fresh locks, queue and worker; at exit the queue is drained.
+        _lifecycle.register_sdk_collection(meter)
+        _lifecycle.register(self, _lifecycle.RECORDER, lock="_lock", child=Recorder._after_fork,
+                            exit=Recorder._drain_at_exit)  # fmt: skip
 
     # ------------------------------------------------------------------ set-up
     def _configure(self, settings: Settings) -> None:
@@ -198,11 +200,18 @@ class Recorder:
         self._worker = worker
         worker.start()
 
-    def _after_fork(self) -> None:
+    def _after_fork(self, quiesced: bool = True) -> None:
         self._queue = deque()
         self._init_sync()
+        self.data._lock = threading.Lock()
         if not self._stopped:
             self._start_worker()
+
+    def _drain_at_exit(self) -> None:
+        """At interpreter exit: queued calls reach the instruments and the quality hub."""
+        self.flush()
+        with self._lock:
+            self.data.flush_held()
 
     # ------------------------------------------------------------------ hot path
     def submit(self, record: Record) -> None:

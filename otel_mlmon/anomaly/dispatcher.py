@@ -8,6 +8,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Sequence
 
+from otel_mlmon import _lifecycle
 from otel_mlmon.anomaly._workers import register_at_fork, start_daemon
 from otel_mlmon.anomaly.alert import Alert
 from otel_mlmon.anomaly.delivery import QUEUE, QUEUE_FULL, SHUTDOWN, error_type_of, sink_kind
@@ -50,10 +51,15 @@ class AlertDispatcher:
         self._shutdown_result = True
         self._init_state()
         register_at_fork(self)
+        # Held across fork (otel_mlmon._lifecycle): no delivery (an SDK log record, a callback)
+        # is half-way in the parent's worker at that moment; a slow callback delays a fork by
+        # FORK_TIMEOUT_S at most.
+        _lifecycle.register(self, _lifecycle.ALERTS, lock="_delivering")
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        self._delivering = threading.Lock()  # held by the worker while it calls the sinks
         self._queue: deque[Alert] = deque()
         self._busy = False
         self._worker: threading.Thread | None = None
@@ -96,7 +102,8 @@ class AlertDispatcher:
                     alert = self._queue.popleft()
                     self._busy = True
                 try:
-                    self._deliver(alert)
+                    with self._delivering:
+                        self._deliver(alert)
                 finally:
                     with self._cond:
                         self._busy = False

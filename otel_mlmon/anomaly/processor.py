@@ -34,7 +34,7 @@ from opentelemetry.metrics import CallbackOptions, Observation, get_meter
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, SynchronousMultiSpanProcessor
 from opentelemetry.trace import StatusCode
 
-from otel_mlmon import semconv
+from otel_mlmon import _lifecycle, semconv
 from otel_mlmon.anomaly.delivery import DROPS
 from otel_mlmon.anomaly.sinks import Alert, AlertDispatcher, CallbackSink, WebhookSink
 from otel_mlmon.version import __version__
@@ -112,7 +112,8 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
         self.sampling_ratio = float(sampling_ratio)
         self.cooldown_s = float(cooldown_s)
         self._bound = round(self.sampling_ratio * (_TRACE_ID_MASK + 1))
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # taken on the threads ending spans: held across fork (_lifecycle)
+        _lifecycle.register(self, _lifecycle.LEAF, lock="_lock")
         self._incidents: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._flagged: OrderedDict[int, str] = OrderedDict()  # trace id -> reason
         # Tail of the sampling decision (ratio < 1 only): the instrumentation judges a call on its
@@ -336,6 +337,7 @@ class _Counts:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        _lifecycle.register(self, _lifecycle.LEAF, lock="_lock")  # held across fork
         self._spans: dict[tuple, int] = {}
         self._alerts: dict[tuple, int] = {}
         self._registered: set[Any] = set()

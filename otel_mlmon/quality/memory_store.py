@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
+from otel_mlmon import _lifecycle
 from otel_mlmon.quality.prediction_store import (
     DEFAULT_EVICT_BATCH,
     DEFAULT_MAX_ENTRIES,
@@ -59,11 +58,10 @@ class MemoryStore(PredictionStore):
         self._index: dict[ModelKey, int] = {}
         self._infos: dict[ModelKey, dict[str, Any]] = {}
         self._ttl_checked = 0.0
-        ref = weakref.ref(self)
-        if hasattr(os, "register_at_fork"):  # a lock held by another thread at fork time
-            os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s._after_fork())
+        # Held across fork (otel_mlmon._lifecycle): the rows are never half-written then.
+        _lifecycle.register(self, _lifecycle.STORE, lock="_lock", child=MemoryStore._after_fork)
 
-    def _after_fork(self) -> None:
+    def _after_fork(self, quiesced: bool = True) -> None:
         self._lock = threading.RLock()
 
     def _model_index(self, key: ModelKey) -> int:

@@ -8,11 +8,11 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from contextlib import contextmanager
 from itertools import repeat
 from typing import Any, Callable, Iterator, Sequence
 
+from otel_mlmon import _lifecycle
 from otel_mlmon.quality.prediction_store import (
     DEFAULT_EVICT_BATCH,
     DEFAULT_MAX_ENTRIES,
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS models (idx INTEGER PRIMARY KEY, key TEXT UNIQUE NOT 
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', 1), ('pending', 0), ('joined', 0);
 """
+_INHERITED: list[sqlite3.Connection] = []  # connections of a parent process, never closed here
 _CHUNK = 500  # ids per SELECT ... IN (...)
 _DELETE_OLDEST = "DELETE FROM pending WHERE rowid IN (SELECT rowid FROM pending ORDER BY rowid LIMIT ?)"
 
@@ -88,9 +89,8 @@ class SQLiteStore(PredictionStore):
         self._ttl_checked = 0.0
         self._closed = False
         self._connect()
-        ref = weakref.ref(self)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s._after_fork())
+        # Held across fork, so no transaction is open then (see otel_mlmon._lifecycle).
+        _lifecycle.register(self, _lifecycle.STORE, lock="_lock", child=SQLiteStore._after_fork)
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> sqlite3.Connection:
@@ -123,10 +123,32 @@ class SQLiteStore(PredictionStore):
         self._load_models(conn)
         return conn
 
-    def _after_fork(self) -> None:
-        # An inherited SQLite connection must not be used (nor closed) in the child.
+    def _after_fork(self, quiesced: bool = True) -> None:
+        """In a forked child: the connection inherited from the parent is never used; the child
+        opens its own on first use.
+
+        When the fork happened outside any transaction (``quiesced``: the store's lock was held
+        across it), the inherited handle is closed, which only resets this process's copy of
+        SQLite's lock bookkeeping, so the child's own connection takes its file locks for real
+        (a child sharing that stale bookkeeping would hold none, and the parent could then
+        checkpoint and delete the WAL under it). POSIX record locks belong to the process that
+        took them: the child holds none of the parent's, and closing releases none of them; no
+        transaction is open, so there is nothing to roll back, and the closing connection
+        cannot get the exclusive lock it would need to checkpoint while the parent's
+        connection is open. Otherwise (a transaction may be half-way) the handle is kept
+        referenced for the life of the process, neither used nor closed.
+        """
+        conn, self._conn = self._conn, None
         self._lock = threading.RLock()
-        self._conn = None
+        if conn is None:
+            return
+        if quiesced:
+            try:
+                conn.close()
+                return
+            except Exception:  # noqa: BLE001
+                pass
+        _INHERITED.append(conn)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:

@@ -27,11 +27,11 @@ import math
 import os
 import threading
 import time
-import weakref
 from typing import Any, Callable
 
 import numpy as np
 
+from otel_mlmon import _lifecycle
 from otel_mlmon.quality.ids import IdBlock
 from otel_mlmon.quality.joining import GroundTruthJoin
 from otel_mlmon.quality.model_quality import CLASSIFICATION, REGRESSION, ModelQuality
@@ -131,11 +131,12 @@ class QualityHub(GroundTruthJoin):
         self.configure(store=store, path=path, max_entries=max_entries, ttl_s=ttl_s, window=window,
                        pos_label=pos_label, calibrate=calibrate, max_models=max_models,
                        max_classes=max_classes, flush_rows=flush_rows)  # fmt: skip
-        ref = weakref.ref(self)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: (h := ref()) is not None and h._after_fork())
+        # Fork and exit (otel_mlmon._lifecycle): both locks held across fork; at exit the
+        # buffered predictions are written to the store.
+        _lifecycle.register(self, _lifecycle.HUB_FLUSH, lock="_flush_lock")
+        _lifecycle.register(self, _lifecycle.HUB, lock="_lock", child=QualityHub._after_fork, exit=QualityHub.flush)
 
-    def _after_fork(self) -> None:
+    def _after_fork(self, quiesced: bool = True) -> None:
         self._lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._buffer, self._buffered = [], 0  # the parent writes its own buffer
