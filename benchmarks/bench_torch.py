@@ -52,8 +52,8 @@ def run(rounds: int, calls: int, sampler_name: str) -> list[dict]:
             with torch.inference_mode():
                 for _ in range(calls):
                     model(x)
-            span_processor.force_flush()
-            instrumentor.force_flush()
+            instrumentor.force_flush()  # judges the queued calls and ends their spans
+            span_processor.force_flush()  # then exports them, inside this block
 
         times: dict[str, list[float]] = {"bare": [], "hand_written": [], "otel_mlmon": []}
         for round_index in range(rounds + 1):
