@@ -25,6 +25,7 @@ from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 X, y = load_iris(return_X_y=True)
 DecisionTreeClassifier().fit(X, y).predict(X[:2])
+provider.force_flush()  # the recording worker ends the span
 print([s.name for s in exporter.get_finished_spans()])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -224,7 +224,8 @@ def test_collector_outage_does_not_slow_predict_and_export_resumes(pipeline):
     def accounted(c):
         received = len([s for s in c.spans() if s["attributes"].get(semconv.ML_BATCH_SIZE) == 5])
         lost = _sdk_count(app, "otel.sdk.processor.span.processed", **queue_full) + _failed_exports(app)
-        return received + lost == 800
+        # >=: an export that timed out on the client may still have reached the collector
+        return received <= 800 and received + lost >= 800
 
     collector.wait_for(accounted, timeout=30)
     dropped_up = _sdk_count(app, "otel.sdk.processor.span.processed", **queue_full)

@@ -36,6 +36,7 @@ _logger = logging.getLogger("otel_mlmon")
 # changing the returned array in place afterwards cannot alter the statistics. Larger outputs
 # are read by reference when the worker drains, within the flush interval.
 COPY_LIMIT = 65536
+WAKE_AT = 256  # queued calls that wake the worker before its interval
 
 def snapshot_array(result: np.ndarray) -> np.ndarray:
     """A copy of a small output (about a microsecond), the array itself for a large one."""
@@ -124,8 +125,10 @@ class Recorder:
         self._series.max_models = settings.max_models
         self._capacity = settings.queue_size
         # Queued records hold their (not yet ended) spans: the worker is woken well before the
-        # queue is full, so that the spans waiting for it stay few (memory) and recent (latency).
-        self._wake_at = max(1, min(settings.queue_size // 4, 1024))
+        # queue is full, so that the spans waiting for it stay few (memory) and recent (latency),
+        # and it hands them to the span processors in bursts a BatchSpanProcessor's queue takes
+        # (its default holds 2048; its exporter is woken at 512).
+        self._wake_at = max(1, min(settings.queue_size // 4, WAKE_AT))
         self._interval = settings.flush_interval_ms / 1000.0
 
     def _init_sync(self) -> None:
