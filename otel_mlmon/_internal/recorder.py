@@ -36,7 +36,7 @@ _logger = logging.getLogger("otel_mlmon")
 # changing the returned array in place afterwards cannot alter the statistics. Larger outputs
 # are read by reference when the worker drains, within the flush interval.
 COPY_LIMIT = 65536
-WAKE_AT = 256  # queued calls that wake the worker before its interval
+WAKE_AT = 1024  # queued calls that wake the worker before its interval (half a BatchSpanProcessor queue)
 
 def snapshot_array(result: np.ndarray) -> np.ndarray:
     """A copy of a small output (about a microsecond), the array itself for a large one."""
