@@ -25,7 +25,7 @@ MAX_RATE = 2000.0
 SCHEDULE = (("data_drift", 0.20, 0.42), ("latency", 0.50, 0.62), ("quality_drop", 0.70, 1.00))
 # Instrumentation settings of the demo (windows scaled to a run of seconds, not hours).
 INSTRUMENT_SETTINGS = {
-    "anomaly_processor": False,  # the demo adds its own, with a callback
+    "anomaly_processor": True,  # instrument() finds the demo's own (with a callback) and alerts through it
     "label_store": "memory",
     "quality_window": 200,
     # The demo compresses hours into seconds: every call is profiled so that the drift window

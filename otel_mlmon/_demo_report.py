@@ -376,7 +376,7 @@ def render_report(summary: dict, series: dict) -> str:
     ) or '<tr><td colspan="7">none</td></tr>'
     alerts = "".join(
         f"<tr><td>{a['at_s']:.2f} s</td><td>{_esc(a['signal'])}</td><td>{_esc(a.get('during_incident') or 'none (noise)')}</td><td>{_esc(a['detector'])}</td>"
-        f"<td>{'-' if a['score'] is None else format(a['score'], '.3f')}</td><td><code>{_esc(a['trace_id'])}</code></td></tr>"
+        f"<td>{'-' if a['score'] is None else format(a['score'], '.3f')}</td><td><code>{_esc(a['trace_id'] or '-')}</code></td></tr>"
         for a in summary["alerts"]
     ) or '<tr><td colspan="6">none</td></tr>'
     latency = summary["latency_ms"]

@@ -33,7 +33,8 @@ from otel_mlmon.version import __version__
 
 __all__ = ["Run"]
 
-_ALERT_SIGNALS = {"latency": "latency"}  # alert signal -> the injected incident that explains it
+# alert signal -> the injected incident that explains it
+_ALERT_SIGNALS = {"latency": "latency", "drift": "data_drift", "accuracy": "quality_drop", "estimated_accuracy": "quality_drop"}
 _MAX_ANOMALY_POINTS = 5000  # anomalous spans kept for the latency plot
 _MAX_POLLS = 20_000
 _MAX_ALERTS = 1000  # alerts listed in the summary (all are counted)
@@ -304,7 +305,9 @@ class Run:
             self.alert_count += 1
             if len(self.alerts) < _MAX_ALERTS:
                 self.alerts.append(entry)
-            self.console.event(t, f"alert     {alert.text} (span at {entry['at_s']:.2f}s, trace {alert.trace_id[:8]}...)")
+            where = (f"span at {entry['at_s']:.2f}s, trace {alert.trace_id[:8]}..." if alert.trace_id
+                     else f"at {entry['at_s']:.2f}s, from the recording worker: no span")
+            self.console.event(t, f"alert     {alert.text} ({where})")
         for event in detectors.observe(t, view):
             self.log.append(event)
             self._announce(t, event)

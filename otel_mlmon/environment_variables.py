@@ -119,7 +119,7 @@ OTEL_MLMON_ANOMALY_SIGNALS = "OTEL_MLMON_ANOMALY_SIGNALS"
 Comma-separated signals watched by the detectors. Per call, judged on the recording worker before it ends the call's span (the
 span carries the verdict): ``latency``, ``row_latency`` (latency per input row),
 ``batch_size``, ``error_rate`` (over windows of 50 calls). On the recording worker, one point
-per flush (the verdict is counted and alerted, spans have ended): ``output`` (mean regressor
+per model per second, however often the queue drains (the verdict is counted and alerted, spans have ended): ``output`` (mean regressor
 output or mean confidence), ``data_quality`` (data-quality events per profiled row), ``drift``
 (share of drifting features), ``accuracy`` and ``estimated_accuracy`` (``r2`` for regressors;
 every 10 s). Default: all but ``row_latency``.

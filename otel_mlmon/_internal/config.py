@@ -112,7 +112,7 @@ def _url(value: Any) -> str | None:
 
 
 # Per-call signals (judged by the worker before it ends the span) and signals computed on the recording worker
-# (one point per flush: output, data quality, drift; every QUALITY_EVERY_S: quality).
+# (one point per model per second: output, data quality, drift; every QUALITY_EVERY_S: quality).
 CALL_SIGNALS = ("latency", "row_latency", "batch_size", "error_rate")
 WORKER_SIGNALS = ("output", "data_quality", "drift", "accuracy", "estimated_accuracy")
 ALL_SIGNALS = CALL_SIGNALS + WORKER_SIGNALS

@@ -34,7 +34,8 @@ from otel_mlmon import _lifecycle, semconv
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.data_metrics import DataMetrics
 from otel_mlmon._internal.model_profiles import LOAD_WAIT_S, ProfileLoad, limits_of, profile_source, start_load
-from otel_mlmon._internal.outputs import classes_list, output_point, predicted_labels, softmax
+from otel_mlmon._internal.cadence import SeriesCadence
+from otel_mlmon._internal.outputs import classes_list, output_sum, predicted_labels, softmax
 from otel_mlmon._internal.samples import sample_input, sample_rows, strided
 from otel_mlmon._internal.signals import SeriesWatch
 from otel_mlmon.quality.ids import call_ids, set_last
@@ -96,11 +97,13 @@ class DataPlane(DataMetrics):
         self._reference_shares: dict[int, tuple[Any, list[Observation]]] = {}  # per monitor, constant
         self._metric_keys: dict[tuple[str, str | None], Any] = {}
         self._quality_at = 0.0
+        self._cadence = SeriesCadence(settings.max_models)
         self._create_instruments(meter)
 
     # ------------------------------------------------------------------ configuration
     def configure(self, settings: Settings) -> None:
         self._settings = settings
+        self._cadence.max_keys = settings.max_models
         try:
             from otel_mlmon.quality.tracker import hub  # noqa: PLC0415
 
@@ -235,7 +238,9 @@ class DataPlane(DataMetrics):
         touched = set()
         outputs: dict[tuple[str, str | None], list[Any]] = {}
         batches: dict[tuple, tuple] = {}  # NumPy samples of one monitor and schema: one update
+        latest = 0.0  # the calls' own clock (the hot path's): the cadence of the signals follows it
         for (data, sample, block, timestamp), output in items:
+            latest = timestamp if timestamp > latest else latest
             if sample is not None:
                 self._pending_samples = max(0, self._pending_samples - 1)
                 self._pending_rows = max(0, self._pending_rows - sample_rows(sample, self._settings.drift_sample_rows))
@@ -289,18 +294,26 @@ class DataPlane(DataMetrics):
         self._profile_batches(batches)
         now = time.time()
         self._release_held(now)
+        cadence = self._cadence
         for key in touched:
-            rate = self._drain(key)
-            if self._watching:
-                if rate is not None:
-                    self._observe(key, "data_quality", rate, now)
-                if "drift" in self._settings.anomaly_signals:
-                    self._observe_drift(key, now)
+            counted = self._drain(key)
+            if counted is not None:
+                cadence.add(key, issues=counted[0], rows=counted[1])
         if self._watching:
             for key, arrays in outputs.items():
-                value = output_point(arrays)
-                if value is not None:
-                    self._observe(key, "output", value, now)
+                total = output_sum(arrays)
+                if total is not None:
+                    cadence.add(key, out_sum=total[0], out_n=total[1])
+            for key in touched | outputs.keys():  # one point per model per second (_internal/cadence.py)
+                point = cadence.due(key, latest or now)
+                if point is None:
+                    continue
+                if point[0] is not None:
+                    self._observe(key, "data_quality", point[0], now)
+                if point[1] is not None:
+                    self._observe(key, "output", point[1], now)
+                if key in touched and "drift" in self._settings.anomaly_signals:
+                    self._observe_drift(key, now)
             if now - self._quality_at >= QUALITY_EVERY_S and self._hub is not None:
                 self._quality_at = now
                 self._watch_quality(now)
@@ -341,7 +354,7 @@ class DataPlane(DataMetrics):
             self._internal_error("anomaly_detection", exc)
 
     def _observe_drift(self, key: tuple[str, str | None], now: float) -> None:
-        """Judge the model's drift window once per flush: episodes of the monitor's verdict
+        """Judge the model's drift window (once per second, see _internal/cadence.py): episodes of the monitor's verdict
         (:class:`~otel_mlmon.drift.incidents.DriftIncidents`), alerted at their onset with the
         most drifted features named."""
         try:

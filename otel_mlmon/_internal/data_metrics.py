@@ -23,7 +23,8 @@ _SNAPSHOT_TTL_S = 0.05  # one snapshot serves the three callbacks of one collect
 class DataMetrics:
     """Instruments and collection callbacks of the data plane (see the module docstring)."""
 
-    def _drain(self, key: tuple[str, str | None]) -> None:
+    def _drain(self, key: tuple[str, str | None]) -> tuple[int, int] | None:
+        """Export the counts profiled since the last drain; ``(data-quality events, rows)``."""
         entry = self._drift.get(key)
         if entry is None:
             return None
@@ -37,7 +38,7 @@ class DataMetrics:
         for (feature, issue), n in counts.data_quality.items():
             issues += n
             self._issues.add(n, {**attrs, semconv.ML_FEATURE_NAME: feature, semconv.ML_DATA_QUALITY_ISSUE: issue})
-        return issues / counts.rows if counts.rows else None
+        return issues, counts.rows
 
     def _on_label_delays(self, key: tuple[str, str | None], delays: np.ndarray) -> None:
         attrs = model_attrs(tuple(key))

@@ -57,8 +57,8 @@ def predicted_labels(proba: Any, classes: list) -> np.ndarray | None:
     return np.asarray(classes)[array.argmax(axis=1)]
 
 
-def output_point(arrays: list[Any]) -> float | None:
-    """One flush's mean regressor output or mean confidence of one model (one numpy pass)."""
+def output_sum(arrays: list[Any]) -> tuple[float, int] | None:
+    """Sum and count of the finite regressor outputs or confidences in ``arrays`` (one numpy pass)."""
     try:
         first = np.asarray(arrays[0])
         if first.ndim == 2:
@@ -71,4 +71,4 @@ def output_point(arrays: list[Any]) -> float | None:
         values = values[np.isfinite(values)]
     except (TypeError, ValueError):
         return None
-    return float(values.mean()) if values.size else None
+    return (float(values.sum()), int(values.size)) if values.size else None

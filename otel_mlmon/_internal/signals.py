@@ -1,4 +1,4 @@
-"""Signals watched by the incident layer: per-call ones per queued call, worker-side ones per flush.
+"""Signals watched by the incident layer: per-call ones per queued call, worker-side ones once per second.
 
 One :class:`SignalWatch` per model and operation. Per call it updates the latency and per-row
 latency incident detectors (on log seconds, latency noise being multiplicative, as the median of
@@ -126,7 +126,7 @@ def _stronger(verdict: Any, best: Any) -> bool:
 
 
 class SeriesWatch:
-    """Incident detectors over one model's worker-side signals (one point per flush or per
+    """Incident detectors over one model's worker-side signals (one point per model per second or per
     quality period): output, data quality, drift, realized and estimated quality. Thread-safe."""
 
     __slots__ = ("_lock", "_signals", "_make_detector", "_detectors")

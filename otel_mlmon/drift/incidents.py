@@ -1,7 +1,7 @@
 """Drift episodes: one alert when a model's inputs start drifting, none while they stay drifted.
 
 :class:`DriftIncidents` turns the :class:`~otel_mlmon.drift.monitor.DriftMonitor`'s verdicts,
-evaluated once per flush of the recording worker, into incidents through the incident layer of
+evaluated once per second by the recording worker, into incidents through the incident layer of
 the anomaly work (:class:`~otel_mlmon.anomaly.incident.IncidentDetector`).
 
 The point score needs no warm-up and learns nothing: the reference profile *is* the baseline,
