@@ -158,9 +158,15 @@ def test_multivariate_isolation_forest_counts_latency_unusual_for_the_batch_size
     assert counts.get("IsolationForestDetector", 0) >= 3
 
 
-def test_drift_share_jump_is_an_anomaly_counted_and_alerted():
-    """A worker-side signal: drift share judged once per flush, counted and alerted without a
-    span, through a processor the application set up itself (instrument() then uses it)."""
+def test_drift_share_jump_is_an_anomaly_counted_and_alerted(monkeypatch):
+    """A worker-side signal: drift share judged once per second, counted and alerted without a
+    span, through a processor the application set up itself (instrument() then uses it). One
+    call and one flush per second of the calls' clock (``otel_mlmon._internal.clock``, advanced
+    here: the worker-side signals follow the calls' own timestamps)."""
+    import otel_mlmon._internal.clock as clock
+
+    monkeypatch.setattr(clock, "refresh", lambda: None)
+    monkeypatch.setattr(clock, "offset_ns", clock.offset_ns)
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
     from opentelemetry.sdk.metrics import MeterProvider
@@ -189,13 +195,15 @@ def test_drift_share_jump_is_an_anomaly_counted_and_alerted():
         X, y = load_iris(return_X_y=True)
         model = otel_mlmon.set_model_info(LogisticRegression(max_iter=1000), name="iris").fit(X, y)
         rng = np.random.default_rng(4)
-        for _ in range(80):  # 80 flushes of ordinary traffic: drift share stays low
+        for _ in range(80):  # 80 seconds of ordinary traffic: drift share stays low
             model.predict(X[rng.integers(0, len(X), 10)])
             instrumentor.force_flush()
+            clock.offset_ns += 1_000_000_000
         shifted = X + 3 * X.std(axis=0)
         for _ in range(30):
             model.predict(shifted[rng.integers(0, len(X), 10)])
             instrumentor.force_flush()
+            clock.offset_ns += 1_000_000_000
         counts = {a[semconv.ML_ANOMALY_SIGNAL]: p.value
                   for _, _, a, p in metric_points(reader, semconv.ANOMALY_COUNT.name)}  # fmt: skip
         assert counts.get("drift", 0) >= 1
