@@ -10,7 +10,8 @@ Everything runs in this process, with no server and no download:
    slow) is trained on scikit-learn's bundled breast-cancer dataset.
 2. **Telemetry.** Real SDK providers: spans go through an
    :class:`~otel_mlmon.anomaly.processor.AnomalyDetectionSpanProcessor` (its alerts reach a
-   callback) to an in-memory span exporter; metrics are read with an ``InMemoryMetricReader``.
+   callback; ``instrument()`` finds it and raises the worker-side alerts, drift and quality,
+   through it too) to an in-memory span exporter; metrics are read with an ``InMemoryMetricReader``.
    With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, OTLP span, metric and log exporters are added (alerts
    are then exported as log records too).
 3. **Traffic.** ``predict_proba`` on batches of 1-8 rows of the dataset at ``--rate`` calls per
