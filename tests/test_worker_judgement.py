@@ -177,3 +177,18 @@ def test_a_call_that_outlives_uninstrument_still_ends_its_span(make_telemetry, m
     assert list(result) == list(original(model, X[:3]))
     (span,) = session.exporter.get_finished_spans()
     assert span.name.startswith("predict") and not monitor.recorder._queue
+
+
+@pytest.mark.parametrize("slow_calls", [0, 10, 50])
+def test_a_slow_start_is_no_latency_incident_and_a_later_stall_is_one(slow_calls):
+    """The first calls of a model are often slow (caches, lazy imports, JIT). Latency is judged
+    on its upper side: the return to ordinary speed opens no incident (it used to, from the
+    10th slow call on: 1000 ordinary calls flagged and one alert), a stall still alerts once."""
+    rng = np.random.default_rng(0)
+    watch = SignalWatch(("latency", "batch_size", "error_rate"), default_detector)
+    calls = [0.05] * slow_calls + list(np.exp(rng.normal(np.log(4e-4), 0.3, 1500))) + [0.02] * 60
+    verdicts = [watch.observe(float(d), 4, False, i * 0.01) for i, d in enumerate(calls)]
+    ordinary, stall = verdicts[:-60], verdicts[-60:]
+    assert [v for v in ordinary if v is not None] == []
+    assert sum(1 for v in stall if v is not None) >= 55
+    assert [v[0] for v in stall if v is not None and v[3]] == ["latency"]  # one alert, for the stall

@@ -32,15 +32,20 @@ PER_CALL_CONFIRM = 1000  # anomalous calls in a row that make a new normal (a ne
 LOG_LATENCY_MIN_SIGMA = 0.1  # smallest spread of log latency: a 2x slower call is < 7 sigmas
 
 
-def _incidents(make_detector: Callable[[], Any], onset: int, per_call: bool = False, min_sigma: float = 0.0):
+def _incidents(make_detector: Callable[[], Any], onset: int, per_call: bool = False, min_sigma: float = 0.0,
+               upper_only: bool = False):  # fmt: skip
     """An incident detector over a fresh point detector; per-call signals count in calls, so a
     new level is confirmed after ``PER_CALL_CONFIRM`` of them (a stall of seconds stays an
-    incident; a lasting change becomes normal), not the point detector's 30 values."""
+    incident; a lasting change becomes normal), not the point detector's 30 values. Latency is
+    judged on its upper side only: calls faster than usual (the end of a slow start) are no
+    incident."""
     detector = make_detector()
     if per_call and hasattr(detector, "confirm"):
         detector.confirm = PER_CALL_CONFIRM
     if min_sigma and hasattr(detector, "min_sigma"):
         detector.min_sigma = min_sigma
+    if upper_only and hasattr(detector, "upper_only"):
+        detector.upper_only = True
     return IncidentDetector(detector, onset=onset)
 
 
@@ -50,7 +55,7 @@ class SignalWatch:
 
     def __init__(self, signals: tuple[str, ...], make_detector: Callable[[], Any]) -> None:
         self._lock = threading.Lock()
-        latency = (make_detector, PER_CALL_ONSET, True, LOG_LATENCY_MIN_SIGMA)
+        latency = (make_detector, PER_CALL_ONSET, True, LOG_LATENCY_MIN_SIGMA, True)
         self._latency = _incidents(*latency) if "latency" in signals else None
         self._row_latency = _incidents(*latency) if "row_latency" in signals else None
         self._batch = _incidents(make_detector, PER_CALL_ONSET, True) if "batch_size" in signals else None

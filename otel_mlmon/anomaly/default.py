@@ -70,6 +70,11 @@ class DefaultDetector(Detector):
         Smallest spread, in the values' units: deviations within a few ``min_sigma`` are never
         anomalous (the instrumentation uses 0.1 on log seconds of latency: changes within
         about 2x of the usual call are ordinary jitter on a busy machine, not incidents).
+    upper_only
+        Only values above the level are anomalous (the instrumentation's latency signals: a
+        call faster than usual is good news, and after a slow start, such as the first calls
+        of a model filling its caches, the return to ordinary speed must not open an
+        incident). Values below still teach the level, its shifts and their confirmation.
 
     Cost: O(1) time and memory per update (a dozen float operations; the warm-up buffer is
     sorted once and dropped). Timestamps are not used.
@@ -98,6 +103,7 @@ class DefaultDetector(Detector):
         confirm: int = 30,
         remember: int = 500,
         min_sigma: float = 0.0,
+        upper_only: bool = False,
     ) -> None:
         self.rate = _rate("rate", rate)
         self.tail_rate = _rate("tail_rate", tail_rate)
@@ -106,6 +112,9 @@ class DefaultDetector(Detector):
         if isinstance(min_sigma, bool) or not isinstance(min_sigma, (int, float)) or not 0.0 <= min_sigma < math.inf:
             raise ValueError(f"min_sigma must be a finite number >= 0, got {min_sigma!r}")
         self.min_sigma = float(min_sigma)
+        if not isinstance(upper_only, bool):
+            raise ValueError(f"upper_only must be a bool, got {upper_only!r}")
+        self.upper_only = upper_only
         super().__init__(threshold, _count("warm_up", warm_up, 3))
 
     def _reset(self) -> None:
@@ -165,7 +174,7 @@ class DefaultDetector(Detector):
                 self._buffer = None
             return 0.0
         z = (x - self._level) / self._sigma
-        s = self._surprise(z)
+        s = 0.0 if z < 0.0 and self.upper_only else self._surprise(z)
         if self._before is not None:  # a return to the level before the last shift?
             level, sigma = self._before
             z_before = (x - level) / sigma
@@ -173,7 +182,7 @@ class DefaultDetector(Detector):
                 self._back += 1
                 if self._back >= _RETURN_AFTER:
                     self._level, self._sigma, self._before, self._run = level, sigma, None, 0
-                s_before = self._surprise(z_before)
+                s_before = 0.0 if z_before < 0.0 and self.upper_only else self._surprise(z_before)
                 return _score(s if s < s_before else s_before)
             self._back = 0
             self._since += 1
