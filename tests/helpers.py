@@ -56,3 +56,21 @@ def metric_points(reader, name: str | None = None) -> list[tuple]:
                 if name is None or metric.name == name:
                     out.extend((metric.name, metric.unit, dict(p.attributes), p) for p in metric.data.data_points)
     return out
+
+
+def stallable_classifier():
+    """A ``LogisticRegression`` subclass whose ``predict`` sleeps ``delay`` seconds when set (a
+    latency incident); reset ``delay`` to 0 after use."""
+    import time  # noqa: PLC0415
+
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+
+    class Stallable(LogisticRegression):
+        delay = 0.0
+
+        def predict(self, X):
+            if self.delay:
+                time.sleep(self.delay)
+            return super().predict(X)
+
+    return Stallable

@@ -17,21 +17,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from helpers import stallable_classifier
 from otel_mlmon import semconv
 
 STALL = 0.02  # +20 ms on every call of the stalled model
 STALL_CALLS = 150
 
 
-class Stallable(LogisticRegression):
-    """A LogisticRegression whose predict can be made slow."""
-
-    delay = 0.0
-
-    def predict(self, X):
-        if self.delay:
-            time.sleep(self.delay)
-        return super().predict(X)
+Stallable = stallable_classifier()
 
 
 @pytest.fixture

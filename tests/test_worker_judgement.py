@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 
+from helpers import stallable_classifier
 from otel_mlmon import semconv
 from otel_mlmon._internal.signals import SignalWatch
 from otel_mlmon.anomaly import default_detector
@@ -24,15 +24,7 @@ from otel_mlmon.anomaly import default_detector
 X, y = load_iris(return_X_y=True)
 
 
-class Stalls(LogisticRegression):
-    """``delay`` seconds per predict (a latency incident when set)."""
-
-    delay = 0.0
-
-    def predict(self, X):
-        if self.delay:
-            time.sleep(self.delay)
-        return super().predict(X)
+Stalls = stallable_classifier()
 
 
 @pytest.fixture
