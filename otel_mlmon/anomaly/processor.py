@@ -210,10 +210,7 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
             self._pending[trace_id] = self._pending.get(trace_id, 0) + 1
             if len(self._pending) > _MAX_PENDING_TRACES:  # the oldest stops waiting
                 oldest = next(iter(self._pending))
-                del self._pending[oldest]
-                held = self._held.pop(oldest, None)
-                if held:
-                    self._held_count -= len(held)
+                held = self._stop_waiting(oldest)
         if held:
             self._settle(oldest, held)
 
@@ -230,12 +227,17 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
             if pending > 1:
                 self._pending[trace_id] = pending - 1
                 return
-            del self._pending[trace_id]
-            held = self._held.pop(trace_id, None)
-            if held:
-                self._held_count -= len(held)
+            held = self._stop_waiting(trace_id)
         if held:
             self._settle(trace_id, held)
+
+    def _stop_waiting(self, trace_id: int) -> list | None:
+        """Under ``self._lock``: no call of ``trace_id`` is pending any more; its held spans."""
+        del self._pending[trace_id]
+        held = self._held.pop(trace_id, None)
+        if held:
+            self._held_count -= len(held)
+        return held
 
     def _hold(self, trace_id: int, span: ReadableSpan) -> list:
         """Under ``self._lock``: hold ``span``; returns the spans pushed out (the oldest
