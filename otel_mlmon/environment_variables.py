@@ -23,6 +23,21 @@ OTEL_MLMON_DETAIL_SPANS = "OTEL_MLMON_DETAIL_SPANS"
 members, search's best estimator). They carry no metrics. Default: ``false``.
 """
 
+OTEL_MLMON_CURRENT_SPAN = "OTEL_MLMON_CURRENT_SPAN"
+"""
+.. envvar:: OTEL_MLMON_CURRENT_SPAN
+
+Whether a call's span is the current span while the model runs, so that spans started inside
+the model's own code are its children. ``auto`` (default): only for models that can run code
+outside the known ML libraries (a scikit-learn estimator, pipeline step or function parameter
+defined elsewhere, e.g. a custom transformer that calls a feature store), and for every model
+under ``OTEL_MLMON_DETAIL_SPANS``; the span of any other model (built-in scikit-learn estimators,
+PyTorch modules) is started and ended by the recording worker after the call, with the same
+parent, times and attributes, which takes most of the span's cost off the call. ``always``: every
+call's span is current (the cost stays in the call). ``never``: no span is current during the
+call, except under ``OTEL_MLMON_DETAIL_SPANS``.
+"""
+
 OTEL_MLMON_CAPTURE_EXCEPTION_MESSAGE = "OTEL_MLMON_CAPTURE_EXCEPTION_MESSAGE"
 """
 .. envvar:: OTEL_MLMON_CAPTURE_EXCEPTION_MESSAGE

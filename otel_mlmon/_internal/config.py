@@ -154,6 +154,7 @@ class Settings:
     operations: tuple[str, ...] = _setting(env.OTEL_MLMON_OPERATIONS, _parse_operations, DEFAULT_OPERATIONS)
     detail_spans: bool = _setting(env.OTEL_MLMON_DETAIL_SPANS, _bool, False)
     capture_exception_message: bool = _setting(env.OTEL_MLMON_CAPTURE_EXCEPTION_MESSAGE, _bool, False)
+    current_span: str = _setting(env.OTEL_MLMON_CURRENT_SPAN, _choice("auto", "always", "never"), "auto")
     max_models: int = _setting(env.OTEL_MLMON_MAX_MODELS, _int_at_least(1), 100)
     max_class_labels: int = _setting(env.OTEL_MLMON_MAX_CLASS_LABELS, _int_at_least(1), 32)
     output_sample_size: int = _setting(env.OTEL_MLMON_OUTPUT_SAMPLE_SIZE, _int_at_least(0), 256)

@@ -1,11 +1,15 @@
 """The per-call hot path, shared by every framework.
 
-A wrapped inference method does, per top-level call: two context-variable reads, one cached
-state lookup, one span start with its attributes, two ``perf_counter_ns`` reads (the one clock
-of span and metric) and one ``deque.append`` of the call's record, its span still open.
-Everything else happens on the recorder's worker: the per-call detectors, in call order, put
-their verdict on the span and end it at the call's end time; then metric aggregation and
-output statistics. Nested calls (a pipeline's steps, an ensemble's members, ``super()``
+A wrapped inference method does, per top-level call: three context-variable reads, one cached
+state lookup, a copy of the cached span attributes, two ``perf_counter_ns`` reads (the one clock
+of span and metric) and one ``deque.append`` of the call's record with its span, not started
+yet (:class:`~otel_mlmon._internal.pending_span.PendingSpan`). Everything else happens on the
+recorder's worker: the per-call detectors, in call order, judge the call; the span is started
+at the call's start time under the caller's context, with the verdict among its attributes,
+and ended at the call's end time; then metric aggregation and output statistics. A model that
+can start spans of its own (custom code in a scikit-learn pipeline), or any model under
+``OTEL_MLMON_DETAIL_SPANS``, gets a live span, current during the call, which the worker ends
+the same way (``OTEL_MLMON_CURRENT_SPAN``). Nested calls (a pipeline's steps, an ensemble's members, ``super()``
 calls) and calls made while fitting or evaluating (``score``, scorers, cross-validation) pass
 straight through.
 
@@ -26,13 +30,14 @@ from typing import Any, Callable
 
 import numpy as np
 from opentelemetry import trace
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, get_value
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, get_current, get_value
 from opentelemetry.metrics import get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from otel_mlmon import _lifecycle, semconv
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal import clock, span_flush
+from otel_mlmon._internal.pending_span import PendingSpan, close
 from otel_mlmon._internal.recorder import acquire_recorder, error_type_of, release_recorder
 from otel_mlmon._internal.resources import register_resource_metrics
 from otel_mlmon._internal.signals import SignalWatch
@@ -160,14 +165,30 @@ class Monitor:
         return release_recorder(self.recorder, timeout_millis)
 
     # ------------------------------------------------------------------ spans
-    def start(self, model: Any, operation: str, args: tuple, kwargs: dict, start_ns: int | None = None):
+    def start(self, model: Any, operation: str, args: tuple, kwargs: dict):
+        """A live span of a nested call (``detail_spans``), started now."""
         info = state_of(model, self.adapter).op(operation, model)
-        if info.watch is None and self.anomaly_detection:
-            self._watch(info)  # one-off set-up of the detectors: before the span, not in it
         attributes = info.attributes.copy()
         rows = self.adapter.inputs(args, kwargs, attributes)
-        span = self.tracer.start_span(info.span_name, kind=_INTERNAL, attributes=attributes, start_time=start_ns)
+        span = self.tracer.start_span(info.span_name, kind=_INTERNAL, attributes=attributes)
         return span, info, rows
+
+    def _prepare(self, info: OpInfo, model: Any) -> bool:
+        """One-off, before the first call of a model operation is timed: its detectors, and
+        whether its span is current while it runs (``OTEL_MLMON_CURRENT_SPAN``): always under
+        ``detail_spans``; under ``auto``, when the model can run code that starts spans."""
+        if info.watch is None and self.anomaly_detection:
+            self._watch(info)
+        mode = self.settings.current_span
+        current = self.detail_spans or mode == "always"
+        if not current and mode == "auto":
+            try:
+                current = bool(self.adapter.may_start_spans(model))
+            except Exception as exc:  # noqa: BLE001 - unknown: the span is current, as always correct
+                self.recorder.internal_error("current_span", exc)
+                current = True
+        info.current = current
+        return current
 
     def traced_call(
         self, original: Callable, operation: str, model: Any, args: tuple, kwargs: dict, gpu: Any = None
@@ -175,36 +196,55 @@ class Monitor:
         """A top-level inference call: span, timing, record. Calls ``original`` exactly once.
 
         One clock serves span and metric: ``perf_counter_ns`` before and after the call, the
-        span's start and end times are those readings on the wall clock (``clock.epoch_ns``),
-        so the span lasts exactly the duration recorded. The span is ended by the recording
-        worker, after the detectors have judged the call (see ``Recorder._end_spans``).
+        span's start and end times are those readings on the wall clock (``clock.offset_ns``),
+        so the span lasts exactly the duration recorded. By default no span object is made
+        here: a :class:`PendingSpan` (the caller's context, attributes and start time) goes with
+        the call's record, and the recording worker starts the span, puts the detectors' verdict
+        on it and ends it (``_internal/judgement.py``). A model that can start spans of its own
+        gets a live span, current during the call, that the worker ends the same way.
         ``gpu`` (PyTorch on CUDA only) times asynchronous GPU work, see ``CudaTiming``.
         """
-        started = perf_counter_ns()
-        start_ns = started + clock.offset_ns  # one offset for both ends: the span lasts the duration
         try:
-            span, info, rows = self.start(model, operation, args, kwargs, start_ns)
-            context_token = attach(set_span_in_context(span))
+            info = state_of(model, self.adapter).op(operation, model)
+            current = info.current
+            if current is None:
+                current = self._prepare(info, model)
+            attributes = info.attributes.copy()
+            rows = self.adapter.inputs(args, kwargs, attributes)
+            offset = clock.offset_ns  # one offset for both ends: the span lasts the duration
+            if current:
+                started = perf_counter_ns()
+                span: Any = self.tracer.start_span(info.span_name, kind=_INTERNAL, attributes=attributes,
+                                                   start_time=started + offset)  # fmt: skip
+                context_token = attach(set_span_in_context(span))
+            else:
+                span = PendingSpan(self.tracer, info.span_name, attributes, get_current(), 0)
+                context_token = None
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("start", exc)
             return original(model, *args, **kwargs)
         active_token = ACTIVE.set(INFERENCE)
         gpu_state = None if gpu is None else self._gpu_begin(gpu)
+        if context_token is None:
+            started = perf_counter_ns()
+            span.start_ns = started + offset
         try:
             result = original(model, *args, **kwargs)
         except BaseException as exc:
             ended = perf_counter_ns()
             ACTIVE.reset(active_token)
-            detach(context_token)
-            self.fail(span, info, rows, exc, ended - started, start_ns)
+            if context_token is not None:
+                detach(context_token)
+            self.fail(span, info, rows, exc, ended - started, started + offset)
             raise
         ended = perf_counter_ns()
         duration: Any = (ended - started) * 1e-9
         if gpu is not None:
             duration = self._gpu_end(gpu, gpu_state, duration, started * 1e-9)
         ACTIVE.reset(active_token)
-        detach(context_token)
-        self.finish(span, info, rows, result, duration, start_ns + (ended - started), model, args, kwargs)
+        if context_token is not None:
+            detach(context_token)
+        self.finish(span, info, rows, result, duration, ended + offset, model, args, kwargs)
         return result
 
     def _gpu_begin(self, gpu: Any) -> Any:
@@ -298,23 +338,26 @@ class Monitor:
             self.recorder.submit((info.key, duration, rows, None, output, info.watch, capture, span, end_ns))
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("finish", exc)
-            _end_quietly(span)
+            _end_quietly(span, end_ns)
 
     def fail(self, span, info, rows, exc: BaseException, elapsed_ns: int, start_ns: int) -> None:
         try:
             etype = error_type_of(exc)
-            span.set_attribute(semconv.ERROR_TYPE, etype)
-            if self.capture_message:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            if type(span) is PendingSpan:
+                span.fail(etype, exc, self.capture_message)
             else:
-                span.add_event("exception", {"exception.type": etype})
-                span.set_status(Status(StatusCode.ERROR, etype))
+                span.set_attribute(semconv.ERROR_TYPE, etype)
+                if self.capture_message:
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                else:
+                    span.add_event("exception", {"exception.type": etype})
+                    span.set_status(Status(StatusCode.ERROR, etype))
             duration = elapsed_ns * 1e-9
             self.recorder.submit((info.key, duration, rows, etype, None, info.watch, None, span, start_ns + elapsed_ns))
         except Exception as internal:  # noqa: BLE001
             self.recorder.internal_error("fail", internal)
-            _end_quietly(span)
+            _end_quietly(span, start_ns + elapsed_ns)
 
     def detail(self, original: Callable, operation: str, model: Any, args: tuple, kwargs: dict) -> Any:
         """A nested call under ``detail_spans``: a child span, no metrics."""
@@ -338,10 +381,10 @@ class Monitor:
             span.end()
 
 
-def _end_quietly(span: Any) -> None:
+def _end_quietly(span: Any, end_ns: int) -> None:
     """End a span that could not be handed to the worker (never raises)."""
     try:
-        span.end()
+        close(span, None, end_ns)
     except Exception:  # noqa: BLE001, S110 - already counted by the caller
         pass
 

@@ -27,6 +27,7 @@ from otel_mlmon._internal.cardinality import SeriesAttributes
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.data import DataPlane
 from otel_mlmon._internal.judgement import end_spans
+from otel_mlmon._internal.pending_span import close, trace_id_of
 from otel_mlmon._internal.outputs import as_float, probabilities
 from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, MetricKey
 
@@ -36,8 +37,8 @@ _logger = logging.getLogger("otel_mlmon")
 # changing the returned array in place afterwards cannot alter the statistics. Larger outputs
 # are read by reference when the worker drains, within the flush interval.
 COPY_LIMIT = 65536
-# Recording spans queued that wake the worker before its interval: it ends them in bursts within
-# half a BatchSpanProcessor's default queue (2048). Other calls wake it at a quarter of the queue.
+# Queued calls that wake the worker before its interval: it ends their spans in bursts within half
+# a BatchSpanProcessor's default queue (2048).
 WAKE_AT = 1024
 
 def snapshot_array(result: np.ndarray) -> np.ndarray:
@@ -112,7 +113,6 @@ class Recorder:
         self._forests: OrderedDict[MetricKey, Any] = OrderedDict()  # LRU, <= max_models
         self._logged: set[tuple[str, str]] = set()
         self._stopped = True
-        self._spans_waiting = 0  # queued calls whose span records (they wait for the worker to end)
         self._init_sync()
         self._create_instruments(meter)
         # Fork and exit (otel_mlmon._lifecycle): the drain lock is held across fork, so that the
@@ -131,8 +131,7 @@ class Recorder:
         # queue is full, so that the spans waiting for it stay few (memory) and recent (latency),
         # and it hands them to the span processors in bursts a BatchSpanProcessor's queue takes
         # (its default holds 2048; its exporter is woken at 512).
-        self._wake_at = max(1, settings.queue_size // 4)
-        self._wake_spans = max(1, min(settings.queue_size // 4, WAKE_AT))
+        self._wake_at = max(1, min(settings.queue_size // 4, WAKE_AT))
         self._interval = settings.flush_interval_ms / 1000.0
 
     def _init_sync(self) -> None:
@@ -227,16 +226,12 @@ class Recorder:
         if len(queue) >= self._capacity or self._stopped:  # stopped: a call that outlived uninstrument()
             if not self._stopped:
                 self._dropped.add(1)
-            record[7].end(end_time=record[8])  # the span is not lost, only its verdict and metrics
+            close(record[7], None, record[8])  # the span is not lost, only its verdict and metrics
             return
         tail = self.tail
         if tail is not None:
-            tail.hold_trace(record[7])
+            tail.hold_trace(trace_id_of(record[7]))
         queue.append(record)
-        if record[7].is_recording():  # approximate under threads: it only times the wake-up
-            self._spans_waiting = waiting = self._spans_waiting + 1
-            if waiting >= self._wake_spans:
-                self._wake.set()
         if len(queue) >= self._wake_at:
             self._wake.set()
 
@@ -273,7 +268,6 @@ class Recorder:
                         records.append(pop())
                 except IndexError:
                     pass
-                self._spans_waiting = 0
                 if records:
                     clock.refresh()
                     end_spans(records, self.tail, self.internal_error)

@@ -38,6 +38,10 @@ class Adapter(Protocol):
     def snapshot(self, result: Any, mode: str) -> Any:
         """Per call: what the recorder reads for output statistics, or None."""
 
+    def may_start_spans(self, model: Any) -> bool:
+        """Once per model and operation: can the model run code that starts spans (code outside
+        the known ML libraries)? Then its span is current while it runs."""
+
 
 class MetricKey(NamedTuple):
     """Identifies one model and operation in the recorder; hashable, cheap to compare."""
@@ -52,7 +56,7 @@ class MetricKey(NamedTuple):
 class OpInfo:
     """What a model's operation needs per call, computed once."""
 
-    __slots__ = ("span_name", "attributes", "key", "watch", "data")
+    __slots__ = ("span_name", "attributes", "key", "watch", "data", "current")
 
     def __init__(self, span_name: str, attributes: dict[str, Any], key: MetricKey) -> None:
         self.span_name = span_name
@@ -60,6 +64,7 @@ class OpInfo:
         self.key = key
         self.watch: Any = None  # the SignalWatch of this key, attached on first use
         self.data: Any = None  # DataState (drift, quality) on first use; False when there is none
+        self.current: bool | None = None  # span current during the call (decided on first use)
 
 
 class ModelState:

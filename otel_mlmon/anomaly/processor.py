@@ -197,13 +197,12 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
         return self.processor.force_flush(int(remaining)) and ok
 
     # ------------------------------------------------------------------ tail of the decision
-    def hold_trace(self, span: Any) -> None:
-        """The instrumentation queued ``span`` (not yet ended) for judgement: until
-        :meth:`release_trace`, spans of its trace that the ratio would drop wait (bounded)."""
-        if self._bound > _TRACE_ID_MASK or not span.is_recording():
-            return
-        trace_id = span.context.trace_id
-        if (trace_id & _TRACE_ID_MASK) < self._bound:
+    def hold_trace(self, trace_id: int | None) -> None:
+        """The instrumentation queued a call of ``trace_id`` for judgement (its span not ended,
+        or not started yet): until :meth:`release_trace`, spans of that trace that the ratio
+        would drop wait (bounded). None (a root call: no other span of its trace exists yet)
+        holds nothing."""
+        if trace_id is None or self._bound > _TRACE_ID_MASK or (trace_id & _TRACE_ID_MASK) < self._bound:
             return  # kept by the ratio anyway
         held = None
         with self._lock:
@@ -214,12 +213,12 @@ class AnomalyDetectionSpanProcessor(SpanProcessor):
         if held:
             self._settle(oldest, held)
 
-    def release_trace(self, span: Any) -> None:
-        """``span`` was judged and ended: its trace's held spans are kept if the trace was
-        flagged (anomaly or error), dropped otherwise, once no call of it is pending."""
+    def release_trace(self, trace_id: int) -> None:
+        """A call of ``trace_id`` was judged and its span ended: the trace's held spans are kept
+        if the trace was flagged (anomaly or error), dropped otherwise, once no call of it is
+        pending."""
         if self._bound > _TRACE_ID_MASK or not self._pending:
             return
-        trace_id = span.context.trace_id
         with self._lock:
             pending = self._pending.get(trace_id)
             if pending is None:

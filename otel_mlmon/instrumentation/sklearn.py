@@ -83,10 +83,56 @@ class _SklearnAdapter:
     inputs = staticmethod(shape_of_first_argument)
 
     @staticmethod
+    def may_start_spans(model: Any) -> bool:
+        return runs_foreign_code(model)
+
+    @staticmethod
     def snapshot(result: Any, mode: str) -> Any:
         # Plain arrays only: tuples (``return_std=True``) and lists of per-output arrays
         # (multi-output ``predict_proba``) are not predictions alone.
         return snapshot_array(result) if type(result) is np.ndarray else None
+
+
+# Libraries whose estimators and functions start no spans: a model made only of them gets its span
+# from the recording worker, after the call (``OTEL_MLMON_CURRENT_SPAN=auto``).
+KNOWN_LIBRARIES = frozenset(("sklearn", "numpy", "scipy", "pandas", "xgboost", "lightgbm", "catboost",
+                             "imblearn", "builtins"))  # fmt: skip
+_MAX_PARTS = 10_000  # parts of an estimator inspected; beyond, it may run anything
+
+
+def _known(obj: Any) -> bool:
+    module = getattr(obj, "__module__", None) or ""
+    return module.partition(".")[0] in KNOWN_LIBRARIES
+
+
+def runs_foreign_code(model: Any) -> bool:
+    """Whether an estimator can run code from outside ``KNOWN_LIBRARIES`` (which may start spans):
+    its class, a step or member estimator (``get_params``), or a function parameter
+    (``FunctionTransformer(func=...)``, a custom metric) defined elsewhere. Once per model."""
+    stack, seen = [model], set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (str, bytes, int, float, type(None), np.ndarray, np.generic)):
+            continue
+        seen.add(id(obj))
+        if len(seen) > _MAX_PARTS:
+            return True
+        if isinstance(obj, type):
+            continue  # a class given as a parameter (dtype=np.float32) is not called as code of its own
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+            if not _known(obj):
+                return True
+        elif hasattr(obj, "get_params"):
+            if not _known(type(obj)):
+                return True
+            stack.extend(obj.get_params(deep=False).values())
+        elif callable(obj) and not _known(type(obj)):
+            return True  # a callable object (functools.partial, a scorer) of unknown code
+    return False
 
 
 def _subclasses(root: type) -> list[type]:

@@ -53,6 +53,12 @@ class _TorchAdapter:
         count = sum(p.numel() for p in model.parameters())  # once per module, not per call
         return mode, {semconv.ML_MODEL_PARAMETER_COUNT: int(count)}
 
+    @staticmethod
+    def may_start_spans(model: Any) -> bool:
+        """A module's forward computes tensors: its span is made by the recording worker after the
+        call (``OTEL_MLMON_CURRENT_SPAN=always`` for a forward that starts spans of its own)."""
+        return False
+
     def first_tensor(self, args: tuple, kwargs: dict) -> Any:
         tensor_type = self._tensor
         for value in args:
