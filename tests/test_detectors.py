@@ -269,6 +269,7 @@ def test_default_pickles_mid_shift():
         ({"confirm": 1}, "confirm must be an int >= 2"),
         ({"remember": -1}, "remember must be an int >= 0"),
         ({"threshold": 1.0}, r"threshold must be in \(0, 1\)"),
+        ({"sustained": 1}, "sustained must be a bool"),
     ],
 )
 def test_default_validates_hyperparameters(kwargs, message):

@@ -36,12 +36,16 @@ def _incidents(make_detector: Callable[[], Any], onset: int, per_call: bool = Fa
                upper_only: bool = False):  # fmt: skip
     """An incident detector over a fresh point detector; per-call signals count in calls, so a
     new level is confirmed after ``PER_CALL_CONFIRM`` of them (a stall of seconds stays an
-    incident; a lasting change becomes normal), not the point detector's 30 values. Latency is
-    judged on its upper side only: calls faster than usual (the end of a slow start) are no
+    incident; a lasting change becomes normal), not the point detector's 30 values, and until
+    then a run of calls beyond the usual is scored as a run (``sustained``): on a busy machine
+    the spread of ordinary calls can hide one 40x slower call, never hundreds in a row. Latency
+    is judged on its upper side only: calls faster than usual (the end of a slow start) are no
     incident."""
     detector = make_detector()
     if per_call and hasattr(detector, "confirm"):
         detector.confirm = PER_CALL_CONFIRM
+    if per_call and hasattr(detector, "sustained"):
+        detector.sustained = True
     if min_sigma and hasattr(detector, "min_sigma"):
         detector.min_sigma = min_sigma
     if upper_only and hasattr(detector, "upper_only"):

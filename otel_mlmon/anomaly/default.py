@@ -23,6 +23,8 @@ _TINY = 1e-12  # absolute floor of sigma
 _STEP_TO_SIGMA = 0.8862  # sigma / E|x_t - x_(t-1)| for independent normal values (sqrt(pi) / 2)
 _TAIL_RUN = 3  # only the first values of a run of exceedances teach the tail (longer: maybe a new level)
 _RETURN_AFTER = 3  # values ordinary under the old level, in a row, that are a return to it
+_PRIOR_CONTINUE = 0.5  # prior probability that an exceedance is followed by one on its side (as likely as not)
+_CONTINUE_RATE = 0.01  # learning rate of that probability, per value that follows an exceedance
 
 
 class DefaultDetector(Detector):
@@ -51,6 +53,14 @@ class DefaultDetector(Detector):
       level and spread move to those of the run at once (it becomes normal), and the old ones
       are remembered for ``remember`` values: three consecutive values that are ordinary under
       the old level are a return to it (an incident that ends), not a new anomaly.
+    * **Sustained runs** (``sustained=True``): a run of ``k`` same-side exceedances not yet
+      confirmed as a new level is scored as a whole, ``P = P(Z >= z_min) * c^(k - 1)``, with
+      ``z_min`` the run's smallest deviation and ``c`` the probability that an exceedance is
+      followed by another on its side (learned from every value that follows one: a stream
+      whose exceedances come in long runs raises its own bar, as frequent spikes raise the
+      tail's), when that is rarer than the value alone. A spread inflated by a busy machine
+      (preempted calls, bursts of fast back-to-back calls) can put one 40x slower call below
+      the bar, never a stall of many such calls in a row.
 
     Parameters
     ----------
@@ -75,6 +85,10 @@ class DefaultDetector(Detector):
         call faster than usual is good news, and after a slow start, such as the first calls
         of a model filling its caches, the return to ordinary speed must not open an
         incident). Values below still teach the level, its shifts and their confirmation.
+    sustained
+        Score a run of same-side exceedances in progress by its length too (see above; the
+        instrumentation's per-call signals, whose new levels are confirmed only after 1000
+        calls: until then every call of a stall is anomalous, however busy the machine).
 
     Cost: O(1) time and memory per update (a dozen float operations; the warm-up buffer is
     sorted once and dropped). Timestamps are not used.
@@ -92,6 +106,15 @@ class DefaultDetector(Detector):
     (1500, 1529)
     >>> max(scores[:1500]) < 0.5, max(scores[1600:]) < 0.5   # ordinary calls; the return
     (True, True)
+
+    A shift of 8 sigmas is no rare value under the heavy prior tail, but 50 of them in a row are:
+
+    >>> values = [rng.gauss(0.0, 1.0) for _ in range(1000)] + [rng.gauss(8.0, 1.0) for _ in range(50)]
+    >>> for sustained in (False, True):
+    ...     detector = DefaultDetector(confirm=1000, sustained=sustained)
+    ...     print(sum(detector.is_anomaly(detector.update(v)) for v in values))
+    0
+    38
     """
 
     def __init__(
@@ -104,6 +127,7 @@ class DefaultDetector(Detector):
         remember: int = 500,
         min_sigma: float = 0.0,
         upper_only: bool = False,
+        sustained: bool = False,
     ) -> None:
         self.rate = _rate("rate", rate)
         self.tail_rate = _rate("tail_rate", tail_rate)
@@ -115,6 +139,9 @@ class DefaultDetector(Detector):
         if not isinstance(upper_only, bool):
             raise ValueError(f"upper_only must be a bool, got {upper_only!r}")
         self.upper_only = upper_only
+        if not isinstance(sustained, bool):
+            raise ValueError(f"sustained must be a bool, got {sustained!r}")
+        self.sustained = sustained
         super().__init__(threshold, _count("warm_up", warm_up, 3))
 
     def _reset(self) -> None:
@@ -130,6 +157,8 @@ class DefaultDetector(Detector):
         self._run_sum = 0.0
         self._run_steps = 0.0
         self._run_last = 0.0
+        self._run_low = 0.0  # smallest |z| of the run
+        self._continue_up = self._continue_down = _PRIOR_CONTINUE  # P(an exceedance is followed by one), per side
         self._before: tuple[float, float] | None = None  # (level, sigma) before the last shift
         self._since = 0  # values since that shift
         self._back = 0  # consecutive values ordinary under the old level
@@ -188,11 +217,30 @@ class DefaultDetector(Detector):
             self._since += 1
             if self._since > self.remember:
                 self._before = None
-        if z > _TAIL_FROM or z < -_TAIL_FROM:
-            self._exceedance(x, 1 if z > 0.0 else -1, z)
+        side = 1 if z > _TAIL_FROM else -1 if z < -_TAIL_FROM else 0
+        if self.sustained and self._run:  # after an exceedance: does its run go on?
+            self._learn_continue(self._run_side, side == self._run_side)
+        if side:
+            self._exceedance(x, side, z)
+            if self.sustained and self._run > 1 and not (side < 0 and self.upper_only):
+                s_run = self._run_surprise(side)
+                if s_run > s:
+                    s = s_run
         else:
             self._ordinary(x)
         return _score(s)
+
+    def _learn_continue(self, side: int, went_on: bool) -> None:
+        if side > 0:
+            self._continue_up = max(self._continue_up + _CONTINUE_RATE * (went_on - self._continue_up), _MIN_RATE)
+        else:
+            self._continue_down = max(self._continue_down + _CONTINUE_RATE * (went_on - self._continue_down), _MIN_RATE)
+
+    def _run_surprise(self, side: int) -> float:
+        """``-log10`` of the probability of the run in progress: its first value at least as far
+        as its nearest one, then ``run - 1`` continuations."""
+        go_on = self._continue_up if side > 0 else self._continue_down
+        return self._surprise(side * self._run_low) - (self._run - 1) * math.log10(go_on)
 
     def _ordinary(self, x: float) -> None:
         self._run = 0
@@ -207,11 +255,15 @@ class DefaultDetector(Detector):
         self._sigma = sigma if sigma > floor else floor
 
     def _exceedance(self, x: float, side: int, z: float) -> None:
+        deviation = z if side > 0 else -z
         if self._run and side == self._run_side:
             self._run += 1
             self._run_steps += abs(x - self._run_last)
+            if deviation < self._run_low:
+                self._run_low = deviation
         else:
             self._run, self._run_side, self._run_sum, self._run_steps = 1, side, 0.0, 0.0
+            self._run_low = deviation
         self._run_sum += x
         self._run_last = x
         if self._run >= self.confirm:  # a new level: it becomes normal at once
@@ -225,7 +277,7 @@ class DefaultDetector(Detector):
             return
         if self._run > _TAIL_RUN:
             return  # a run in progress is not part of the tail: it may be a new level
-        excess = (z if side > 0 else -z) - _TAIL_FROM
+        excess = deviation - _TAIL_FROM
         if excess > _MAX_EXCESS:
             excess = _MAX_EXCESS
         tail_rate = self.tail_rate
