@@ -212,3 +212,23 @@ def test_a_stall_on_a_busy_machine_alerts_once(name):
     assert [signal for _, signal in alerts] == ["latency"], alerts
     assert first <= alerts[0][0] <= first + 25, (first, alerts)
     assert sum(1 for v in stall if v is not None and v[0] == "latency") >= (last - first) // 2
+
+
+@pytest.mark.parametrize("slower", [1.5, 2.0])
+def test_bursts_of_somewhat_slower_calls_are_no_latency_incident(slower):
+    """Runs are scored as runs only from twice the usual latency: bursts of 100 calls 1.5x or 2x
+    slower (larger batches, a colder cache), ten times over, flag no call and raise no alert;
+    a stall of 60 calls 20x slower in the same stream alerts once."""
+    rng = np.random.default_rng(7)
+    base = []
+    for _ in range(10):
+        base += [1e-4] * 2000 + [slower * 1e-4] * 100
+    base += [1e-4] * 500 + [2e-3] * 60 + [1e-4] * 500
+    watch = SignalWatch(("latency", "batch_size", "error_rate"), default_detector)
+    noise = rng.lognormal(0.0, 0.1, len(base))
+    verdicts = [watch.observe(float(b * n), 1, False, i * 0.01) for i, (b, n) in enumerate(zip(base, noise))]
+    stall_start = len(base) - 560
+    before = [v for v in verdicts[:stall_start] if v is not None]
+    assert before == []
+    alerts = [i for i, v in enumerate(verdicts) if v is not None and v[3]]
+    assert len(alerts) == 1 and stall_start <= alerts[0] < stall_start + 10, alerts

@@ -25,6 +25,11 @@ _TAIL_RUN = 3  # only the first values of a run of exceedances teach the tail (l
 _RETURN_AFTER = 3  # values ordinary under the old level, in a row, that are a return to it
 _PRIOR_CONTINUE = 0.5  # prior probability that an exceedance is followed by one on its side (as likely as not)
 _CONTINUE_RATE = 0.01  # learning rate of that probability, per value that follows an exceedance
+# A run is scored as a run only when its nearest value is this many ``min_sigma`` from the level:
+# on log latency (min_sigma 0.1) calls at least twice the usual one. Runs closer than that (a
+# burst of larger batches, a warm-up at a faster pace) are ordinary changes of pace, judged value
+# by value as before.
+_RUN_FLOOR = 7.0
 
 
 class DefaultDetector(Detector):
@@ -58,9 +63,11 @@ class DefaultDetector(Detector):
       ``z_min`` the run's smallest deviation and ``c`` the probability that an exceedance is
       followed by another on its side (learned from every value that follows one: a stream
       whose exceedances come in long runs raises its own bar, as frequent spikes raise the
-      tail's), when that is rarer than the value alone. A spread inflated by a busy machine
-      (preempted calls, bursts of fast back-to-back calls) can put one 40x slower call below
-      the bar, never a stall of many such calls in a row.
+      tail's), when that is rarer than the value alone and the run's nearest value is at least
+      7 ``min_sigma`` from the level (on log latency: twice the usual call; a burst of calls
+      1.5x or 2x slower, as larger batches make, is a change of pace, not a stall). A spread
+      inflated by a busy machine (preempted calls, bursts of fast back-to-back calls) can put
+      one 40x slower call below the bar, never a stall of many such calls in a row.
 
     Parameters
     ----------
@@ -222,7 +229,8 @@ class DefaultDetector(Detector):
             self._learn_continue(self._run_side, side == self._run_side)
         if side:
             self._exceedance(x, side, z)
-            if self.sustained and self._run > 1 and not (side < 0 and self.upper_only):
+            if (self.sustained and self._run > 1 and not (side < 0 and self.upper_only)
+                    and self._run_low * self._sigma >= _RUN_FLOOR * self.min_sigma):  # fmt: skip
                 s_run = self._run_surprise(side)
                 if s_run > s:
                     s = s_run
