@@ -17,7 +17,7 @@ from collections import Counter, OrderedDict, deque
 from typing import Any, Iterable
 
 import numpy as np
-from opentelemetry.context import attach, detach, set_value
+from opentelemetry.context import Context, attach, detach, set_value
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -47,6 +47,9 @@ def snapshot_array(result: np.ndarray) -> np.ndarray:
 
 
 _QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+# The context of the per-call measurements made on the worker: none (the worker's own context has
+# no span either, so no exemplar is taken; passing it saves the SDK a context lookup per point).
+_NO_SPAN = Context()
 
 # record = (key, duration_s, rows, error_type, output, SignalWatch or None,
 #           data capture (DataPlane.capture) or None, span (ended by the worker), end time ns)
@@ -341,14 +344,14 @@ class Recorder:
             attrs = self._attrs(key)
             record_duration = self._duration.record
             for duration in agg.durations:
-                record_duration(duration, attrs)
+                record_duration(duration, attrs, _NO_SPAN)
             for duration, error in agg.failures:
                 record_duration(duration, {**attrs, semconv.ERROR_TYPE: error})
             if agg.rows:
                 self._rows.add(agg.rows, attrs)
             record_size = self._batch.record
             for size in agg.sizes:
-                record_size(size, attrs)
+                record_size(size, attrs, _NO_SPAN)
             if agg.outputs:
                 try:
                     self._record_outputs(key, attrs, agg.outputs)
@@ -428,7 +431,7 @@ class Recorder:
             values = self._rng.choice(values, size=budget, replace=False)
         record = self._proba.record
         for value in values.tolist():
-            record(value, attrs)
+            record(value, attrs, _NO_SPAN)
 
     def _record_labels(self, key: MetricKey, attrs: dict[str, Any], labels: list[np.ndarray]) -> None:
         cap = self._framework_settings.get(key.framework, self._settings).max_class_labels
