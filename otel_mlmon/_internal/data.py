@@ -210,8 +210,9 @@ class DataPlane(DataMetrics):
         return data.drift
 
     # ------------------------------------------------------------------ hot path
-    def capture(self, data: DataState, args: tuple, kwargs: dict, rows: int | None, now: float) -> tuple:
-        """O(1) plus one bounded copy: (state, input sample, ids, timestamp)."""
+    def capture(self, call: Any, data: DataState, args: tuple, kwargs: dict, rows: int | None, now: float) -> None:
+        """O(1) plus one bounded copy: the call's state, input sample, ids and timestamp, set on
+        ``call`` (a :class:`~otel_mlmon._internal.call.Call`)."""
         block = None
         if data.mode is not None:
             block = call_ids(rows)
@@ -230,16 +231,18 @@ class DataPlane(DataMetrics):
                 if sample is not None:
                     self._pending_samples += 1
                     self._pending_rows += sample_rows(sample, self._settings.drift_sample_rows)
-        return (data, sample, block, now)
+        call.data, call.sample, call.ids, call.now = data, sample, block, now
 
     # ------------------------------------------------------------------ worker
-    def process(self, items: Iterable[tuple[tuple, Any]]) -> None:
-        """Profile inputs and hand predictions to the quality hub (recording worker)."""
+    def process(self, calls: Iterable[Any]) -> None:
+        """Profile inputs and hand predictions to the quality hub (recording worker); ``calls``
+        are the drained calls with a capture (:meth:`capture`)."""
         touched = set()
         outputs: dict[tuple[str, str | None], list[Any]] = {}
         batches: dict[tuple, tuple] = {}  # NumPy samples of one monitor and schema: one update
         latest = 0.0  # the calls' own clock (the hot path's): the cadence of the signals follows it
-        for (data, sample, block, timestamp), output in items:
+        for call in calls:
+            data, sample, block, timestamp, output = call.data, call.sample, call.ids, call.now, call.output
             latest = timestamp if timestamp > latest else latest
             if sample is not None:
                 self._pending_samples = max(0, self._pending_samples - 1)

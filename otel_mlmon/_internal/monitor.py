@@ -3,7 +3,7 @@
 A wrapped inference method does, per top-level call: three context-variable reads, one cached
 state lookup, a copy of the cached span attributes, two ``perf_counter_ns`` reads (the one clock
 of span and metric) and one ``deque.append`` of the call's record with its span, not started
-yet (:class:`~otel_mlmon._internal.pending_span.PendingSpan`). Everything else happens on the
+yet (:class:`~otel_mlmon._internal.call.Call`). Everything else happens on the
 recorder's worker: the per-call detectors, in call order, judge the call; the span is started
 at the call's start time under the caller's context, with the verdict among its attributes,
 and ended at the call's end time; then metric aggregation and output statistics. A model that
@@ -37,7 +37,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_contex
 from otel_mlmon import _lifecycle, semconv
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal import clock, span_flush
-from otel_mlmon._internal.pending_span import PendingSpan, close
+from otel_mlmon._internal.call import Call, close
 from otel_mlmon._internal.recorder import acquire_recorder, error_type_of, release_recorder
 from otel_mlmon._internal.resources import register_resource_metrics
 from otel_mlmon._internal.signals import SignalWatch
@@ -198,10 +198,10 @@ class Monitor:
         One clock serves span and metric: ``perf_counter_ns`` before and after the call, the
         span's start and end times are those readings on the wall clock (``clock.offset_ns``),
         so the span lasts exactly the duration recorded. By default no span object is made
-        here: a :class:`PendingSpan` (the caller's context, attributes and start time) goes with
-        the call's record, and the recording worker starts the span, puts the detectors' verdict
-        on it and ends it (``_internal/judgement.py``). A model that can start spans of its own
-        gets a live span, current during the call, that the worker ends the same way.
+        here: the call's :class:`Call` keeps the caller's context, the attributes and the start
+        time, and the recording worker starts the span, puts the detectors' verdict on it and
+        ends it (``_internal/judgement.py``). A model that can start spans of its own gets a live
+        span, current during the call, that the worker ends the same way.
         ``gpu`` (PyTorch on CUDA only) times asynchronous GPU work, see ``CudaTiming``.
         """
         try:
@@ -214,12 +214,14 @@ class Monitor:
             offset = clock.offset_ns  # one offset for both ends: the span lasts the duration
             if current:
                 started = perf_counter_ns()
-                span: Any = self.tracer.start_span(info.span_name, kind=_INTERNAL, attributes=attributes,
-                                                   start_time=started + offset)  # fmt: skip
+                span = self.tracer.start_span(info.span_name, kind=_INTERNAL, attributes=attributes,
+                                              start_time=started + offset)  # fmt: skip
+                call = Call(info.key, info.watch, None, "", None, None, span)
                 context_token = attach(set_span_in_context(span))
             else:
-                span = PendingSpan(self.tracer, info.span_name, attributes, get_current(), 0)
+                call = Call(info.key, info.watch, self.tracer, info.span_name, attributes, get_current())
                 context_token = None
+            call.rows = rows
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("start", exc)
             return original(model, *args, **kwargs)
@@ -227,7 +229,7 @@ class Monitor:
         gpu_state = None if gpu is None else self._gpu_begin(gpu)
         if context_token is None:
             started = perf_counter_ns()
-            span.start_ns = started + offset
+        call.start_ns = started + offset
         try:
             result = original(model, *args, **kwargs)
         except BaseException as exc:
@@ -235,7 +237,8 @@ class Monitor:
             ACTIVE.reset(active_token)
             if context_token is not None:
                 detach(context_token)
-            self.fail(span, info, rows, exc, ended - started, started + offset)
+            call.end_ns = ended + offset
+            self.fail(call, exc, ended - started)
             raise
         ended = perf_counter_ns()
         duration: Any = (ended - started) * 1e-9
@@ -244,7 +247,9 @@ class Monitor:
         ACTIVE.reset(active_token)
         if context_token is not None:
             detach(context_token)
-        self.finish(span, info, rows, result, duration, ended + offset, model, args, kwargs)
+        call.end_ns = ended + offset
+        call.duration = duration
+        self.finish(call, info, result, model, args, kwargs)
         return result
 
     def _gpu_begin(self, gpu: Any) -> Any:
@@ -325,39 +330,30 @@ class Monitor:
             detector.threshold = self.settings.anomaly_threshold
         return detector
 
-    def finish(self, span, info, rows, result: Any, duration: Any, end_ns: int, model: Any, args: tuple,
-               kwargs: dict) -> None:  # fmt: skip
+    def finish(self, call: Call, info: OpInfo, result: Any, model: Any, args: tuple, kwargs: dict) -> None:
         """Hand the call to the recording worker, which judges it, ends its span and records it."""
         try:
             mode = info.key.output
-            output = None if mode is None else self.adapter.snapshot(result, mode)
+            if mode is not None:
+                call.output = self.adapter.snapshot(result, mode)
             data = info.data
             if data is None:
                 data = self._data_state(info, model)
-            capture = None if data is False else self.recorder.data.capture(data, args, kwargs, rows, end_ns * 1e-9)
-            self.recorder.submit((info.key, duration, rows, None, output, info.watch, capture, span, end_ns))
+            if data is not False:
+                self.recorder.data.capture(call, data, args, kwargs, call.rows, call.end_ns * 1e-9)
+            self.recorder.submit(call)
         except Exception as exc:  # noqa: BLE001
             self.recorder.internal_error("finish", exc)
-            _end_quietly(span, end_ns)
+            _end_quietly(call)
 
-    def fail(self, span, info, rows, exc: BaseException, elapsed_ns: int, start_ns: int) -> None:
+    def fail(self, call: Call, exc: BaseException, elapsed_ns: int) -> None:
         try:
-            etype = error_type_of(exc)
-            if type(span) is PendingSpan:
-                span.fail(etype, exc, self.capture_message)
-            else:
-                span.set_attribute(semconv.ERROR_TYPE, etype)
-                if self.capture_message:
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                else:
-                    span.add_event("exception", {"exception.type": etype})
-                    span.set_status(Status(StatusCode.ERROR, etype))
-            duration = elapsed_ns * 1e-9
-            self.recorder.submit((info.key, duration, rows, etype, None, info.watch, None, span, start_ns + elapsed_ns))
+            call.fail(error_type_of(exc), exc, self.capture_message)
+            call.duration = elapsed_ns * 1e-9
+            self.recorder.submit(call)
         except Exception as internal:  # noqa: BLE001
             self.recorder.internal_error("fail", internal)
-            _end_quietly(span, start_ns + elapsed_ns)
+            _end_quietly(call)
 
     def detail(self, original: Callable, operation: str, model: Any, args: tuple, kwargs: dict) -> Any:
         """A nested call under ``detail_spans``: a child span, no metrics."""
@@ -381,10 +377,10 @@ class Monitor:
             span.end()
 
 
-def _end_quietly(span: Any, end_ns: int) -> None:
-    """End a span that could not be handed to the worker (never raises)."""
+def _end_quietly(call: Call) -> None:
+    """End the span of a call that could not be handed to the worker (never raises)."""
     try:
-        close(span, None, end_ns)
+        close(call, None)
     except Exception:  # noqa: BLE001, S110 - already counted by the caller
         pass
 

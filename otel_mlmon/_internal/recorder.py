@@ -27,7 +27,7 @@ from otel_mlmon._internal.cardinality import SeriesAttributes
 from otel_mlmon._internal.config import Settings
 from otel_mlmon._internal.data import DataPlane
 from otel_mlmon._internal.judgement import end_spans
-from otel_mlmon._internal.pending_span import close, trace_id_of
+from otel_mlmon._internal.call import Call, close
 from otel_mlmon._internal.outputs import as_float, probabilities
 from otel_mlmon._internal.state import OUT_LABELS, OUT_LOGITS, OUT_PROBA, OUT_VALUES, MetricKey
 
@@ -51,9 +51,6 @@ _QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 # no span either, so no exemplar is taken; passing it saves the SDK a context lookup per point).
 _NO_SPAN = Context()
 
-# record = (key, duration_s, rows, error_type, output, SignalWatch or None,
-#           data capture (DataPlane.capture) or None, span (ended by the worker), end time ns)
-Record = tuple
 
 
 def error_type_of(exc: BaseException) -> str:
@@ -111,7 +108,7 @@ class Recorder:
         self._configure(settings)
         self._framework_settings: dict[str, Settings] = {}
         self._users = 0
-        self._queue: deque[Record] = deque()
+        self._queue: deque[Call] = deque()
         self._rng = np.random.default_rng(0x6D6C6D6F6E)
         self._forests: OrderedDict[MetricKey, Any] = OrderedDict()  # LRU, <= max_models
         self._logged: set[tuple[str, str]] = set()
@@ -223,18 +220,18 @@ class Recorder:
             self.data.flush_held()
 
     # ------------------------------------------------------------------ hot path
-    def submit(self, record: Record) -> None:
-        """Queue one call's record; O(1), never blocks, never raises on a full queue."""
+    def submit(self, call: Call) -> None:
+        """Queue one call; O(1), never blocks, never raises on a full queue."""
         queue = self._queue
         if len(queue) >= self._capacity or self._stopped:  # stopped: a call that outlived uninstrument()
             if not self._stopped:
                 self._dropped.add(1)
-            close(record[7], None, record[8])  # the span is not lost, only its verdict and metrics
+            close(call, None)  # the span is not lost, only its verdict and metrics
             return
         tail = self.tail
         if tail is not None:
-            tail.hold_trace(trace_id_of(record[7]))
-        queue.append(record)
+            tail.hold_trace(call.trace_id())
+        queue.append(call)
         if len(queue) >= self._wake_at:
             self._wake.set()
 
@@ -309,28 +306,33 @@ class Recorder:
     def _attrs(self, key: MetricKey) -> dict[str, Any]:
         return self._series.of(key)  # bounded by max_models, see _internal/cardinality.py
 
-    def _record(self, records: list[Record]) -> None:
+    def _record(self, calls: list[Call]) -> None:
         groups: dict[MetricKey, _Aggregate] = {}
         anomalies: dict[tuple, int] = {}
         data_items = []
-        for key, duration, rows, error, output, verdict, data, _, _ in records:
-            if data is not None:
-                data_items.append((data, output))
+        for call in calls:
+            key = call.key
+            if call.data is not None:
+                data_items.append(call)
+            verdict = call.verdict
             if verdict is not None:
                 anomaly = (key, verdict[0], verdict[1])
                 anomalies[anomaly] = anomalies.get(anomaly, 0) + 1
             agg = groups.get(key)
             if agg is None:
                 agg = groups[key] = _Aggregate()
-            if duration is None:  # CUDA timing that failed (counted in _end_spans)
+            duration = call.duration
+            if duration is None:  # CUDA timing that failed (counted in end_spans)
                 continue
+            error = call.error
             if error is None:
                 agg.durations.append(duration)
+                rows = call.rows
                 if rows is not None:
                     agg.sizes.append(rows)
                     agg.rows += rows
-                if output is not None:
-                    agg.outputs.append(output)
+                if call.output is not None:
+                    agg.outputs.append(call.output)
             else:
                 agg.failures.append((duration, error))
         if data_items:
