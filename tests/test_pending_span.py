@@ -177,3 +177,22 @@ def test_the_worker_made_span_follows_the_callers_sampling_decision(make_telemet
     finally:
         instrumentor.uninstrument()
         provider.shutdown()
+
+
+def test_at_ratio_zero_a_failed_builtin_call_keeps_its_request_span(make_telemetry):
+    """The request span ends before the worker starts and judges the call's span: it waits for
+    that judgement (held by the caller's trace id), kept when the call failed, dropped otherwise."""
+    session, tracer = _session(make_telemetry, sampling_ratio=0.0)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    for i in range(20):
+        with tracer.start_as_current_span("request"):
+            model.predict(X[i : i + 1])
+    assert session.spans() == []  # ordinary requests and their calls: dropped by the ratio
+    with tracer.start_as_current_span("request") as request:
+        with pytest.raises(ValueError):
+            model.predict(X[:1, :2])
+    spans = session.spans()
+    assert sorted(s.name for s in spans) == ["predict LogisticRegression", "request"]
+    assert {s.context.trace_id for s in spans} == {request.get_span_context().trace_id}
+    processor = session.instrumentor._holder.monitor._processor
+    assert not processor._held and not processor._pending
