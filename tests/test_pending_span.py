@@ -196,3 +196,32 @@ def test_at_ratio_zero_a_failed_builtin_call_keeps_its_request_span(make_telemet
     assert {s.context.trace_id for s in spans} == {request.get_span_context().trace_id}
     processor = session.instrumentor._holder.monitor._processor
     assert not processor._held and not processor._pending
+
+
+def test_each_worker_made_span_has_its_own_callers_parent_under_threads(make_telemetry):
+    import threading  # noqa: PLC0415
+
+    session, tracer = _session(make_telemetry)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    session.clear()
+    barrier = threading.Barrier(4)
+
+    def work():
+        barrier.wait()
+        for i in range(50):
+            with tracer.start_as_current_span("request"):
+                model.predict(X[i : i + 1])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans = session.spans()
+    requests = {s.context.span_id: s for s in spans if s.name == "request"}
+    calls = [s for s in spans if s.name.startswith("predict")]
+    assert len(requests) == len(calls) == 200
+    parents = [requests[s.parent.span_id] for s in calls]  # every parent is a request span
+    assert len({p.context.span_id for p in parents}) == 200  # one call per request, none shared
+    assert all(p.context.trace_id == s.context.trace_id and p.start_time <= s.start_time <= s.end_time <= p.end_time
+               for p, s in zip(parents, calls))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
 
 from helpers import stallable_classifier
 from otel_mlmon import semconv
@@ -111,8 +112,11 @@ def test_a_full_queue_still_ends_every_span(make_telemetry, model):
     assert len(session.spans()) == 40
 
 
-def test_threads_lose_no_span_and_no_detector_update(make_telemetry, model):
+@pytest.mark.parametrize("kind", ["live span (custom class)", "worker-made span (built-in)"])
+def test_threads_lose_no_span_and_no_detector_update(make_telemetry, model, kind):
     session = make_telemetry()
+    if kind.startswith("worker"):
+        model = LogisticRegression(max_iter=500).fit(X, y)
     threads_n, calls = 8, 1000
     barrier = threading.Barrier(threads_n)
 
