@@ -90,27 +90,17 @@ def test_builtin_model_span_has_the_callers_parent_and_its_duration(make_telemet
     assert (predict.end_time - predict.start_time) * 1e-9 == pytest.approx(point.sum, abs=1e-9)
 
 
-def test_spans_started_by_the_models_own_code_are_its_children(make_telemetry):
-    session, tracer = _session(make_telemetry)
+@pytest.mark.parametrize("mode", ["auto", "never"])
+def test_spans_started_by_the_models_own_code_are_its_children_unless_never(make_telemetry, mode):
+    session, tracer = _session(make_telemetry, current_span=mode)
     model = make_pipeline(LookupTransformer(), LogisticRegression(max_iter=500)).fit(X, y)
     session.clear()
     with tracer.start_as_current_span("request"):
         model.predict(X[:2])
     spans = {s.name: s for s in session.spans()}
     predict = next(s for name, s in spans.items() if name.startswith("predict"))
-    assert spans["feature lookup"].parent.span_id == predict.context.span_id
-    assert predict.parent.span_id == spans["request"].context.span_id
-
-
-def test_current_span_never_leaves_the_callers_span_current(make_telemetry):
-    session, tracer = _session(make_telemetry, current_span="never")
-    model = make_pipeline(LookupTransformer(), LogisticRegression(max_iter=500)).fit(X, y)
-    session.clear()
-    with tracer.start_as_current_span("request"):
-        model.predict(X[:2])
-    spans = {s.name: s for s in session.spans()}
-    predict = next(s for name, s in spans.items() if name.startswith("predict"))
-    assert spans["feature lookup"].parent.span_id == spans["request"].context.span_id
+    lookup_parent = predict if mode == "auto" else spans["request"]
+    assert spans["feature lookup"].parent.span_id == lookup_parent.context.span_id
     assert predict.parent.span_id == spans["request"].context.span_id
 
 
