@@ -9,9 +9,9 @@ at the call's start time under the caller's context, with the verdict among its 
 and ended at the call's end time; then metric aggregation and output statistics. A model that
 can start spans of its own (custom code in a scikit-learn pipeline), or any model under
 ``OTEL_MLMON_DETAIL_SPANS``, gets a live span, current during the call, which the worker ends
-the same way (``OTEL_MLMON_CURRENT_SPAN``). Nested calls (a pipeline's steps, an ensemble's members, ``super()``
-calls) and calls made while fitting or evaluating (``score``, scorers, cross-validation) pass
-straight through.
+the same way (``OTEL_MLMON_CURRENT_SPAN``). Nested calls (a pipeline's steps, an ensemble's
+members, ``super()`` calls) and calls made while fitting or evaluating (``score``, scorers,
+cross-validation) pass straight through.
 
 Guarantee: the wrapped method is called exactly once, with the same arguments, and its
 result or exception reaches the caller unchanged. Failures inside otel-mlmon are caught,

@@ -52,7 +52,6 @@ _QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 _NO_SPAN = Context()
 
 
-
 def error_type_of(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
