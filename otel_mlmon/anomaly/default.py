@@ -30,6 +30,11 @@ _CONTINUE_RATE = 0.01  # learning rate of that probability, per value that follo
 # burst of larger batches, a warm-up at a faster pace) are ordinary changes of pace, judged value
 # by value as before.
 _RUN_FLOOR = 7.0
+# Values learned after the warm-up before a run is scored as a run: the level is then a stream's,
+# not its first few values'. A model whose first calls come in a fast burst (back-to-back calls
+# after a start) and whose ordinary pace is then 2-3x slower has one long run from its first
+# paced call: scored as a run, it raised a latency alert early in the life of every such model.
+_RUN_MATURITY = 300
 
 
 class DefaultDetector(Detector):
@@ -165,6 +170,7 @@ class DefaultDetector(Detector):
         self._run_steps = 0.0
         self._run_last = 0.0
         self._run_low = 0.0  # smallest |z| of the run
+        self._run_from = 0  # values seen when the run began
         self._continue_up = self._continue_down = _PRIOR_CONTINUE  # P(an exceedance is followed by one), per side
         self._before: tuple[float, float] | None = None  # (level, sigma) before the last shift
         self._since = 0  # values since that shift
@@ -230,7 +236,8 @@ class DefaultDetector(Detector):
         if side:
             self._exceedance(x, side, z)
             if (self.sustained and self._run > 1 and not (side < 0 and self.upper_only)
-                    and self._run_low * self._sigma >= _RUN_FLOOR * self.min_sigma):  # fmt: skip
+                    and self._run_low * self._sigma >= _RUN_FLOOR * self.min_sigma
+                    and self._run_from > self.warm_up + _RUN_MATURITY):  # fmt: skip
                 s_run = self._run_surprise(side)
                 if s_run > s:
                     s = s_run
@@ -272,6 +279,7 @@ class DefaultDetector(Detector):
         else:
             self._run, self._run_side, self._run_sum, self._run_steps = 1, side, 0.0, 0.0
             self._run_low = deviation
+            self._run_from = self.seen
         self._run_sum += x
         self._run_last = x
         if self._run >= self.confirm:  # a new level: it becomes normal at once
