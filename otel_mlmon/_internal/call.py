@@ -72,42 +72,36 @@ class Call:
         return context.trace_id if context.is_valid else None
 
     def fail(self, error_type: str, exc: BaseException, capture_message: bool) -> None:
-        """The call raised: its span carries ``error.type``, an exception event and an error status."""
+        """The call raised: its span gets ``error.type``, an exception event and an error status
+        when it ends (:func:`close`)."""
         self.error = error_type
-        span = self.span
-        if span is None:  # set when the worker starts the span
-            self.exception = exc
-            self.capture_message = capture_message
-            return
-        span.set_attribute(semconv.ERROR_TYPE, error_type)
-        if capture_message:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        else:
-            span.add_event("exception", {"exception.type": error_type})
-            span.set_status(Status(StatusCode.ERROR, error_type))
+        self.exception = exc
+        self.capture_message = capture_message
 
 
 def close(call: Call, verdict: dict[str, Any] | None) -> Any:
-    """End the call's span at ``call.end_ns`` with the verdict's attributes (if any), starting it
-    first when the worker makes it. Returns the span ended; the call then holds no span."""
+    """End the call's span at ``call.end_ns`` with the verdict's attributes (if any) and a failed
+    call's error details, starting it first when the worker makes it. Returns the span ended;
+    the call then holds no span."""
     end_ns = call.end_ns
-    span = call.span
-    if span is not None:
-        call.span = None
-        if verdict and span.is_recording():
-            span.set_attributes(verdict)
-        span.end(end_time=end_ns)
-        return span
-    attributes = call.attributes
-    if verdict:
-        attributes.update(verdict)
     error = call.error
-    if error is not None:
-        attributes[semconv.ERROR_TYPE] = error
-    span = call.tracer.start_span(call.name, context=call.parent, kind=_INTERNAL, attributes=attributes,
-                                  start_time=call.start_ns)  # fmt: skip
-    call.parent = call.attributes = None
+    span = call.span
+    if span is None:
+        attributes = call.attributes
+        if verdict:
+            attributes.update(verdict)
+        if error is not None:
+            attributes[semconv.ERROR_TYPE] = error
+        span = call.tracer.start_span(call.name, context=call.parent, kind=_INTERNAL, attributes=attributes,
+                                      start_time=call.start_ns)  # fmt: skip
+        call.parent = call.attributes = None
+    else:
+        call.span = None
+        if span.is_recording():
+            if verdict:
+                span.set_attributes(verdict)
+            if error is not None:
+                span.set_attribute(semconv.ERROR_TYPE, error)
     exc = call.exception
     if exc is not None:
         call.exception = None  # its traceback holds the call's frames
